@@ -1,0 +1,438 @@
+"""Data, augmentation, train/test loops, results and figures for the S8 notebooks."""
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+NORM_NAMES = {"bn": "Batch Norm", "gn": "Group Norm", "ln": "Layer Norm"}
+OFFLINE_HINT = ("python -m zipfile -e ../shared/cifar10-jpeg.zip data/ and set data_root='data/cifar10', "
+                "or run once on a machine with internet so torchvision can download CIFAR-10")
+
+
+# ----------------------------------------------------------------------------- setup
+
+def get_device(device="auto"):
+    """'auto' picks cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def set_seed(seed):
+    """Seed every generator a run touches; returns the generator for data order and augmentation."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def hardware(device):
+    """A short human description of where the run happened."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class Data:
+    """CIFAR-10 as uint8 tensors on the training device, plus the train-split statistics."""
+    x_train: torch.Tensor   # (N, 3, 32, 32) uint8
+    y_train: torch.Tensor   # (N,) int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: torch.Tensor      # (1, 3, 1, 1) float, of x_train / 255
+    std: torch.Tensor
+    classes: tuple
+    source: str             # what was loaded, from where
+
+    def normalize(self, x):
+        """uint8 images -> float, standardized per channel with the train statistics."""
+        return (x.float() / 255 - self.mean) / self.std
+
+    def denormalize(self, x):
+        return (x * self.std + self.mean).clamp(0, 1)
+
+
+def _read_split(folder):
+    """Decode an image folder split (<class>/*) into uint8 (N, 3, H, W) and labels."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"{folder} has no class folders")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not files:
+            raise FileNotFoundError(f"{folder / name} holds no .jpg/.png images")
+        images += [decode_image(read_file(str(f)), mode=ImageReadMode.RGB) for f in files]
+        labels += [label] * len(files)
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) != 1:
+        raise ValueError(f"{folder}: images differ in size {sorted(shapes)}; expected one size such as 32x32")
+    return torch.stack(images), torch.tensor(labels), tuple(classes)
+
+
+def _load_image_folder(root):
+    train_dir, test_dir = root / "train", root / "test"
+    for d in (train_dir, test_dir):
+        if not d.is_dir():
+            raise FileNotFoundError(f"no folder {d}")
+    x_train, y_train, classes = _read_split(train_dir)
+    x_test, y_test, test_classes = _read_split(test_dir)
+    if classes != test_classes:
+        raise ValueError(f"train classes {classes} differ from test classes {test_classes}")
+    return x_train, y_train, x_test, y_test, classes
+
+
+def _load_torchvision(root):
+    """torchvision's CIFAR-10, downloaded into a temp folder first so a failed download leaves nothing."""
+    from torchvision.datasets import CIFAR10
+
+    def to_tensors(ds):
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+
+    try:
+        train, test = CIFAR10(root, train=True), CIFAR10(root, train=False)
+    except RuntimeError:  # not there yet: download
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            CIFAR10(tmp, train=True, download=True)
+            shutil.move(str(Path(tmp) / "cifar-10-batches-py"), str(root / "cifar-10-batches-py"))
+        train, test = CIFAR10(root, train=True), CIFAR10(root, train=False)
+    return (*to_tensors(train), *to_tensors(test), tuple(train.classes))
+
+
+def _subset(x, y, n, gen):
+    """A seeded random subset of n images (all when n is None)."""
+    if n is None:
+        return x, y
+    if n > len(y):
+        raise ValueError(f"asked for a subset of {n} images but the split has only {len(y)}")
+    idx = torch.randperm(len(y), generator=gen)[:n]
+    return x[idx], y[idx]
+
+
+def load_cifar10(data_root="data/cifar10", device="cpu", train_subset=None, test_subset=None, seed=0):
+    """CIFAR-10 from an image-folder copy in data_root, else torchvision's (downloaded on first use).
+
+    The whole dataset is decoded once and kept as uint8 tensors on `device`.
+    """
+    root = Path(data_root)
+    errors = []
+    try:
+        *tensors, classes = _load_image_folder(root)
+        source = f"image folder {data_root}"
+    except (OSError, ValueError, RuntimeError) as e:
+        errors.append(f"image folder ({root}/train/<class>/*, {root}/test/<class>/*): {e}")
+        try:
+            *tensors, classes = _load_torchvision(root)
+            source = f"torchvision CIFAR10 in {data_root}"
+        except Exception as e:  # offline, read-only, corrupt archive: all end in the same advice
+            errors.append(f"torchvision CIFAR10 download into {root}: {type(e).__name__}: {e}")
+            tried = "\n  ".join(errors)
+            raise RuntimeError(f"could not load CIFAR-10 from data_root={data_root!r}. Tried:\n  {tried}\n"
+                               f"Fix: {OFFLINE_HINT}.") from None
+    x_train, y_train, x_test, y_test = tensors
+    gen = torch.Generator().manual_seed(seed)
+    x_train, y_train = _subset(x_train, y_train, train_subset, gen)
+    x_test, y_test = _subset(x_test, y_test, test_subset, gen)
+    if train_subset is not None or test_subset is not None:
+        source += f" (subset: {len(y_train)} train, {len(y_test)} test)"
+    pixels = x_train.float().div(255)
+    mean = pixels.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
+    std = pixels.std(dim=(0, 2, 3)).view(1, 3, 1, 1)
+    dev = torch.device(device)
+    return Data(x_train.to(dev), y_train.to(dev), x_test.to(dev), y_test.to(dev),
+                mean.to(dev), std.to(dev), classes, source)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def augment(x, pad, gen):
+    """Per-image random crop (reflect padding `pad`) and horizontal flip, by index arithmetic.
+
+    x: (N, C, H, W) on any device. Every image draws its own shift and flip; no per-image Python.
+    """
+    n, c, h, w = x.shape
+    dy = torch.randint(-pad, pad + 1, (n, 1), generator=gen).to(x.device)
+    dx = torch.randint(-pad, pad + 1, (n, 1), generator=gen).to(x.device)
+    flip = torch.rand(n, 1, generator=gen).to(x.device) < 0.5
+    rows = torch.arange(h, device=x.device) + dy                      # (N, H) source rows
+    cols = torch.arange(w, device=x.device) + dx                      # (N, W) source cols
+    cols = torch.where(flip, cols.flip(1), cols)                      # mirror the whole crop
+    rows = rows.abs().where(rows < h, 2 * (h - 1) - rows)             # reflect at both borders
+    cols = cols.abs().where(cols < w, 2 * (w - 1) - cols)
+    x = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
+    return x.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
+# ----------------------------------------------------------------------------- train / test
+
+class _FinalLines:
+    """tqdm target for notebooks and logs: drops in-place redraws, keeps each bar's final line."""
+
+    def __init__(self, stream):
+        self.stream, self.last = stream, ""
+
+    def write(self, s):
+        parts = s.replace("\r", "\n").split("\n")
+        if len(parts) > 1 and s.endswith("\n") and parts[-2].strip():
+            self.last = parts[-2]
+        elif parts[-1].strip():
+            self.last = parts[-1]
+        if s.endswith("\n") and self.last:
+            self.stream.write(self.last.rstrip() + "\n")
+            self.last = ""
+
+    def flush(self):
+        self.stream.flush()
+
+
+def progress(iterable, desc, total):
+    """A live bar in a terminal; one clean line per bar anywhere else (notebooks, logs)."""
+    live = sys.stderr.isatty()
+    return tqdm(iterable, desc=desc, total=total, leave=True, ascii=not live, ncols=100,
+                file=sys.stderr if live else _FinalLines(sys.stdout), mininterval=0.5 if live else 1e9)
+
+
+def train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing=0.0):
+    """One epoch over shuffled, augmented batches. Returns (mean loss, accuracy %)."""
+    model.train()
+    n = len(data.y_train)
+    steps = n // batch_size  # full batches only: BN sees the same batch size every step
+    order = torch.randperm(n, generator=gen).to(data.x_train.device)
+    total_loss, correct = 0.0, 0
+    for i in progress(range(steps), f"epoch {epoch:2d}", steps):
+        idx = order[i * batch_size:(i + 1) * batch_size]
+        x = data.normalize(augment(data.x_train[idx], pad, gen)).contiguous(memory_format=torch.channels_last)
+        y = data.y_train[idx]
+        out = model(x)
+        loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total_loss += loss.item() * len(y)
+        correct += (out.argmax(1) == y).sum().item()
+    seen = steps * batch_size
+    return total_loss / seen, 100.0 * correct / seen
+
+
+@torch.inference_mode()
+def predict(model, x, data, batch_size=1000):
+    """Logits for uint8 images x, in large no-grad batches."""
+    model.eval()
+    out = [model(data.normalize(x[i:i + batch_size]).contiguous(memory_format=torch.channels_last))
+           for i in range(0, len(x), batch_size)]
+    return torch.cat(out).float()
+
+
+def test(model, data, batch_size=1000):
+    """Loss and accuracy % on the test split (single view)."""
+    logits = predict(model, data.x_test, data, batch_size)
+    loss = F.cross_entropy(logits, data.y_test).item()
+    return loss, 100.0 * (logits.argmax(1) == data.y_test).float().mean().item()
+
+
+def param_groups(model, weight_decay):
+    """Weight decay on conv weights only; norm scales/shifts and biases stay free."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    free = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
+
+
+def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=0.9,
+        label_smoothing=0.1, pad=4, pct_start=0.25):
+    """SGD (Nesterov) under a OneCycle schedule; returns the per-epoch history."""
+    if len(data.y_train) < batch_size:
+        raise ValueError(f"the train set has {len(data.y_train)} images, fewer than one batch "
+                         f"(batch_size={batch_size}): lower batch_size or use a larger train_subset")
+    steps = len(data.y_train) // batch_size
+    opt = torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True,
+                          foreach=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, epochs=epochs, steps_per_epoch=steps,
+                                                pct_start=pct_start, div_factor=10, final_div_factor=100)
+    hist = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")}
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        lr_now = sched.get_last_lr()[0]
+        train_loss, train_acc = train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing)
+        test_loss, test_acc = test(model, data)
+        for k, v in zip(hist, (train_loss, train_acc, test_loss, test_acc, lr_now, time.perf_counter() - t0)):
+            hist[k].append(round(v, 6))
+        print(f"epoch {epoch:2d}  train loss {train_loss:.4f} acc {train_acc:.2f}%  "
+              f"test loss {test_loss:.4f} acc {test_acc:.2f}%  lr {lr_now:.4f}  {hist['seconds'][-1]:.1f}s")
+    return hist
+
+
+@torch.inference_mode()
+def test_flip_tta(model, data, batch_size=1000):
+    """Accuracy % when each test image's logits are averaged with its mirror's (an extra, not the headline)."""
+    logits = predict(model, data.x_test, data, batch_size) + predict(model, data.x_test.flip(3), data, batch_size)
+    return 100.0 * (logits.argmax(1) == data.y_test).float().mean().item()
+
+
+# ----------------------------------------------------------------------------- results
+
+def _atomic_write(path, write):
+    """write(tmp_path) then rename: an interrupted run never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def save_results(out_dir, model, hist, seed, device, data, extra=None):
+    """Write <out_dir>/results_<norm>.json (final-epoch accuracies, full history, provenance)."""
+    from model import count_params
+    res = {
+        "norm": model.norm,
+        "params": count_params(model),
+        "epochs": len(hist["test_acc"]),
+        "train_acc": hist["train_acc"][-1],
+        "test_acc": hist["test_acc"][-1],
+        "minutes": round(sum(hist["seconds"]) / 60, 2),
+        "history": hist,
+        "seed": seed,
+        "device": hardware(torch.device(device)),
+        "data": data.source,
+        "torch": torch.__version__,
+        **(extra or {}),
+    }
+    text = json.dumps(res, indent=1)
+    _atomic_write(Path(out_dir) / f"results_{model.norm}.json", lambda p: Path(p).write_text(text + "\n"))
+    return res
+
+
+def load_results(out_dir="images"):
+    """{norm: results} for every results_<norm>.json present, in bn, gn, ln order."""
+    found = {n: Path(out_dir) / f"results_{n}.json" for n in NORM_NAMES}
+    return {n: json.loads(p.read_text()) for n, p in found.items() if p.exists()}
+
+
+# ----------------------------------------------------------------------------- figures
+
+def _save_fig(fig, out_dir, name):
+    import matplotlib.pyplot as plt
+    _atomic_write(Path(out_dir) / name, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)  # the notebook still shows the returned figure, once
+    return fig
+
+
+def plot_curves(hist, norm, out_dir="images"):
+    """Loss and accuracy per epoch, train vs test -> curves_<norm>.png."""
+    import matplotlib.pyplot as plt
+    ep = range(1, len(hist["train_loss"]) + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for split in ("train", "test"):
+        ax1.plot(ep, hist[f"{split}_loss"], marker=".", label=split)
+        ax2.plot(ep, hist[f"{split}_acc"], marker=".", label=split)
+    ax1.set(title="loss", xlabel="epoch")
+    ax2.set(title=f"accuracy (final test {hist['test_acc'][-1]:.2f}%)", xlabel="epoch", ylabel="%")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{NORM_NAMES[norm]} ({norm})")
+    return _save_fig(fig, out_dir, f"curves_{norm}.png")
+
+
+def plot_comparison(out_dir="images"):
+    """All three models on shared axes -> comparison.png; None until all three results exist."""
+    import matplotlib.pyplot as plt
+    results = load_results(out_dir)
+    missing = [f"results_{n}.json" for n in NORM_NAMES if n not in results]
+    if missing:
+        print(f"comparison.png waits for {', '.join(missing)} in {out_dir}/")
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    keys = (("train_loss", "train loss"), ("test_loss", "test loss"), ("test_acc", "test accuracy %"))
+    for ax, (key, title) in zip(axes, keys):
+        for norm, res in results.items():
+            h = res["history"][key]
+            ax.plot(range(1, len(h) + 1), h, marker=".", label=f"{NORM_NAMES[norm]} ({h[-1]:.2f})")
+        ax.set(title=title, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save_fig(fig, out_dir, "comparison.png")
+
+
+def misclassified(model, data, n=10):
+    """Indices, predictions of the first n test images the model gets wrong."""
+    pred = predict(model, data.x_test, data).argmax(1)
+    wrong = (pred != data.y_test).nonzero().flatten()[:n]
+    return wrong, pred[wrong]
+
+
+def plot_misclassified(model, data, norm, out_dir="images", n=10):
+    """A 5x2 grid of misclassified test images, titled predicted vs true -> misclassified_<norm>.png."""
+    import matplotlib.pyplot as plt
+    idx, pred = misclassified(model, data, n)
+    if len(idx) < n:
+        print(f"only {len(idx)} misclassified test images to show")
+    images = data.x_test[idx].permute(0, 2, 3, 1).cpu()  # uint8 (n, H, W, 3): the un-normalized pixels
+    fig, axes = plt.subplots(2, 5, figsize=(11, 5.2))
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(idx):
+            ax.imshow(images[k], interpolation="nearest")
+            true = data.classes[data.y_test[idx[k]]]
+            ax.set_title(f"pred: {data.classes[pred[k]]}\ntrue: {true}", fontsize=10, color="firebrick")
+    fig.suptitle(f"{NORM_NAMES[norm]} ({norm}): {n} misclassified test images")
+    fig.tight_layout()
+    return _save_fig(fig, out_dir, f"misclassified_{norm}.png")
+
+
+# ----------------------------------------------------------------------------- README tables
+
+def results_table(out_dir="images"):
+    """The README results table, as markdown, from the results files."""
+    rows = ["| model | train acc % | test acc % | flip-TTA test acc % (extra) | params | epochs "
+            "| minutes per run | s per epoch | hardware | data |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for norm, r in load_results(out_dir).items():
+        per_epoch = sum(r["history"]["seconds"]) / r["epochs"]
+        rows.append(f"| {NORM_NAMES[norm]} ({norm}) | {r['train_acc']:.2f} | **{r['test_acc']:.2f}** "
+                    f"| {r.get('test_acc_flip_tta', float('nan')):.2f} | {r['params']:,} | {r['epochs']} "
+                    f"| {r['minutes']:.1f} | {per_epoch:.1f} | {r['device']} | {r['data']} |")
+    return "\n".join(rows)
+
+
+def replace_between(text, name, body):
+    """Replace what stands between <!-- name:start --> and <!-- name:end --> with body."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"markers {start} ... {end} not found")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+
+
+def update_readme(readme="README.md", out_dir="images"):
+    """Regenerate the README's results table from <out_dir>/results_*.json."""
+    path = Path(readme)
+    text = replace_between(path.read_text(), "results", results_table(out_dir))
+    _atomic_write(path, lambda p: Path(p).write_text(text))
+    print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
+
+
+if __name__ == "__main__":
+    update_readme()
