@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
@@ -68,7 +67,8 @@ class Data:
 
 def _read_split(folder):
     """Decode an image folder split (<class>/*) into uint8 (N, 3, H, W) and labels."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    import numpy as np
+    from PIL import Image
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
     if not classes:
         raise FileNotFoundError(f"{folder} has no class folders")
@@ -77,12 +77,13 @@ def _read_split(folder):
         files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
         if not files:
             raise FileNotFoundError(f"{folder / name} holds no .jpg/.png images")
-        images += [decode_image(read_file(str(f)), mode=ImageReadMode.RGB) for f in files]
+        images += [np.asarray(Image.open(f).convert("RGB")) for f in files]  # (H, W, 3) uint8
         labels += [label] * len(files)
-    shapes = {tuple(im.shape) for im in images}
+    shapes = {im.shape for im in images}
     if len(shapes) != 1:
         raise ValueError(f"{folder}: images differ in size {sorted(shapes)}; expected one size such as 32x32")
-    return torch.stack(images), torch.tensor(labels), tuple(classes)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+    return x, torch.tensor(labels), tuple(classes)
 
 
 def _load_image_folder(root):
@@ -107,10 +108,15 @@ def _load_torchvision(root):
     try:
         train, test = CIFAR10(root, train=True), CIFAR10(root, train=False)
     except RuntimeError:  # not there yet: download
+        created = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            CIFAR10(tmp, train=True, download=True)
-            shutil.move(str(Path(tmp) / "cifar-10-batches-py"), str(root / "cifar-10-batches-py"))
+        try:
+            with tempfile.TemporaryDirectory(dir=root) as tmp:
+                CIFAR10(tmp, train=True, download=True)
+                shutil.move(str(Path(tmp) / "cifar-10-batches-py"), str(root / "cifar-10-batches-py"))
+        finally:
+            if created and not any(root.iterdir()):
+                root.rmdir()  # a failed download leaves no trace
         train, test = CIFAR10(root, train=True), CIFAR10(root, train=False)
     return (*to_tensors(train), *to_tensors(test), tuple(train.classes))
 
@@ -394,7 +400,7 @@ def plot_misclassified(model, data, norm, out_dir="images", n=10):
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < len(idx):
-            ax.imshow(images[k], interpolation="nearest")
+            ax.imshow(images[k].numpy(), interpolation="nearest")
             true = data.classes[data.y_test[idx[k]]]
             ax.set_title(f"pred: {data.classes[pred[k]]}\ntrue: {true}", fontsize=10, color="firebrick")
     fig.suptitle(f"{NORM_NAMES[norm]} ({norm}): {n} misclassified test images")

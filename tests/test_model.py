@@ -1,0 +1,89 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from model import NORMS, Net, count_params
+
+SPEC = ["C1", "C2", "c3", "P1", "C3", "C4", "C5", "c6", "P2", "C7", "C8", "C9", "GAP", "C10"]
+
+
+def call_order(model, x):
+    """Names of the top-level layers in the order forward() really calls them."""
+    order = []
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: order.append(n)) for n, m in model.named_children()]
+    model(x)
+    for h in hooks:
+        h.remove()
+    return order
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_layers_run_in_the_assignment_order(norm):
+    model = Net(norm).eval()
+    assert [n for n, _ in model.named_children()] == SPEC
+    assert call_order(model, torch.randn(2, 3, 32, 32)) == SPEC
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_kernel_sizes_and_layer_kinds(norm):
+    model = Net(norm)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 11
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())
+    for name, layer in model.named_children():
+        if name.startswith("C") and name != "C10":
+            assert layer[0].kernel_size == (3, 3), name
+        elif name.startswith("c") or name == "C10":
+            assert isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1), name
+    assert isinstance(model.P1, nn.MaxPool2d) and isinstance(model.P2, nn.MaxPool2d)
+    assert model.C10.out_channels == 10
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_parameter_budget(norm):
+    n = count_params(Net(norm))
+    assert 40_000 < n < 50_000
+    assert count_params(Net(norm)) == count_params(Net("bn"))  # same affine size for every norm
+
+
+def test_norm_layers_per_variant():
+    kinds = {norm: {type(m) for m in Net(norm).modules()} for norm in NORMS}
+    assert nn.BatchNorm2d in kinds["bn"] and nn.GroupNorm not in kinds["bn"]
+    for norm in ("gn", "ln"):
+        assert nn.BatchNorm2d not in kinds[norm] and nn.GroupNorm in kinds[norm]
+        assert nn.LayerNorm not in kinds[norm]
+    assert {m.num_groups for m in Net("ln").modules() if isinstance(m, nn.GroupNorm)} == {1}
+    assert {m.num_groups for m in Net("gn", groups=8).modules() if isinstance(m, nn.GroupNorm)} == {8}
+
+
+def test_ln_normalizes_each_sample_over_chw():
+    norm = Net("ln").C1[1]
+    x = torch.randn(3, 16, 5, 7) * 4 + 2
+    y = norm(x)  # fresh affine: scale 1, shift 0
+    assert torch.allclose(y.mean(dim=(1, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(y.var(dim=(1, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("size", [32, 48, 64])
+def test_eval_batch_of_one_any_size(norm, size):
+    model = Net(norm).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, size, size))
+    assert out.shape == (1, 10) and torch.isfinite(out).all()
+
+
+def test_unknown_norm_names_the_choices():
+    with pytest.raises(ValueError, match="bn, gn, ln"):
+        Net("instance")
+
+
+def test_groups_must_divide_the_channels():
+    with pytest.raises(ValueError, match="divisible"):
+        Net("gn", groups=5)
+
+
+def test_residual_branches_start_silent():
+    model = Net("bn")
+    for block in (model.C2, model.C5, model.C9):
+        assert block[1].weight.abs().sum() == 0

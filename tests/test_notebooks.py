@@ -1,0 +1,52 @@
+"""Each notebook runs end to end under papermill on a tiny synthetic image folder, writing only to a temp dir."""
+import json
+
+import nbformat
+import papermill as pm
+import pytest
+
+from conftest import ROOT
+
+NOTEBOOKS = {"bn": "S8_BN.ipynb", "gn": "S8_GN.ipynb", "ln": "S8_LN.ipynb"}
+
+
+def code_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def test_notebooks_differ_only_in_parameters_and_title():
+    cells = {n: nbformat.read(ROOT / f, as_version=4).cells for n, f in NOTEBOOKS.items()}
+    bn = cells["bn"]
+    for norm in ("gn", "ln"):
+        other = cells[norm]
+        assert len(other) == len(bn)
+        diff = [i for i, (a, b) in enumerate(zip(bn, other)) if a.source != b.source]
+        assert diff == [0, 3], diff  # the title and the parameters cell
+        assert f'norm = "{norm}"' in other[3].source
+    params = [c for c in bn if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    for name in ("norm", "epochs = 20", "batch_size", "lr", "seed", "data_root", 'device = "auto"',
+                 'out_dir = "images"', "train_subset", "test_subset"):
+        assert name in params[0].source
+
+
+@pytest.mark.parametrize("norm", NOTEBOOKS)
+def test_notebook_runs_headless(norm, image_folder, tmp_path):
+    out_nb = tmp_path / f"out_{norm}.ipynb"
+    images = tmp_path / "images"
+    pm.execute_notebook(str(ROOT / NOTEBOOKS[norm]), str(out_nb), cwd=str(ROOT), progress_bar=False,
+                        parameters=dict(epochs=2, batch_size=32, data_root=str(image_folder),
+                                        out_dir=str(images), device="cpu", seed=1))
+    nb = nbformat.read(out_nb, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    final = [line for line in text.splitlines() if line.startswith(f"FINAL {norm}:")]
+    res = json.loads((images / f"results_{norm}.json").read_text())
+    assert final == [f"FINAL {norm}: train_acc={res['train_acc']:.2f}% test_acc={res['test_acc']:.2f}% "
+                     f"params={res['params']} epochs=2"]
+    assert {f"curves_{norm}.png", f"misclassified_{norm}.png"} <= {p.name for p in images.iterdir()}
+    assert "\r" not in text and text.count("epoch  1:") == 1  # one clean progress line per epoch
+    kinds = {o.output_type for c in nb.cells if c.cell_type == "code" for o in c.outputs}
+    assert "error" not in kinds
+    assert "application/vnd.jupyter.widget-view+json" not in json.dumps(nb)
+    assert not any(o.get("name") == "stderr" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) == 2

@@ -1,0 +1,181 @@
+import json
+import urllib.error
+
+import pytest
+import torch
+
+import utils
+from conftest import make_image_folder
+from model import Net
+
+
+# ----------------------------------------------------------------------------- data
+
+def test_loads_an_image_folder(data):
+    assert data.x_train.shape == (120, 3, 32, 32) and data.x_train.dtype == torch.uint8
+    assert data.x_test.shape == (60, 3, 32, 32)
+    assert data.classes == utils.CLASSES
+    assert torch.equal(data.y_train.bincount(), torch.full((10,), 12))
+    assert "image folder" in data.source
+
+
+def test_normalizes_with_train_statistics(data):
+    x = data.normalize(data.x_train)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
+    assert torch.allclose(data.denormalize(x) * 255, data.x_train.float(), atol=1e-2)
+
+
+def test_subsets_are_seeded_and_sized(image_folder):
+    a = utils.load_cifar10(image_folder, train_subset=30, test_subset=20, seed=1)
+    b = utils.load_cifar10(image_folder, train_subset=30, test_subset=20, seed=1)
+    assert len(a.y_train) == 30 and len(a.y_test) == 20
+    assert torch.equal(a.y_train, b.y_train)
+    with pytest.raises(ValueError, match="only 120"):
+        utils.load_cifar10(image_folder, train_subset=500)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """torchvision's download fails as it does without a network."""
+    from torchvision.datasets import CIFAR10
+
+    def no_network(self, *a, **k):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(CIFAR10, "download", no_network)
+
+
+def test_missing_folder_offline_says_what_was_tried_and_the_fix(tmp_path, offline):
+    root = tmp_path / "nowhere" / "cifar10"
+    with pytest.raises(RuntimeError) as e:
+        utils.load_cifar10(root)
+    msg = str(e.value)
+    assert "image folder" in msg and "torchvision" in msg and "name resolution" in msg
+    assert "cifar10-jpeg.zip" in msg and "data_root" in msg
+    assert not root.exists()  # the failed download left nothing behind
+
+
+def test_empty_or_partial_folders_raise_clearly(tmp_path, offline):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "test").mkdir()
+    with pytest.raises(RuntimeError, match="no class folders"):
+        utils.load_cifar10(tmp_path / "empty")
+    partial = make_image_folder(tmp_path / "partial", n_train=2, n_test=1)
+    for f in (partial / "test" / "cat").iterdir():
+        f.unlink()
+    with pytest.raises(RuntimeError, match="holds no .jpg/.png images"):
+        utils.load_cifar10(partial)
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["test", "train"]
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def test_augment_draws_per_image_and_keeps_shape_and_values():
+    x = torch.arange(32 * 32, dtype=torch.int32).view(1, 1, 32, 32).repeat(64, 3, 1, 1)
+    out = utils.augment(x, 4, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert set(out.unique().tolist()) <= set(x.unique().tolist())  # pixels moved, never invented
+    distinct = {tuple(img[0, :, 16].tolist()) + tuple(img[0, 16].tolist()) for img in out}
+    assert len(distinct) > 20  # images of one batch got different crops
+    flipped = [bool(img[0, 10, 11] < img[0, 10, 10]) for img in out]  # columns run backwards
+    assert 10 < sum(flipped) < 54  # some flipped, some not
+    assert torch.equal(out[:, 0], out[:, 1])  # one crop per image, shared by its channels
+
+
+def test_augment_without_shift_only_flips():
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    out = utils.augment(x, 0, torch.Generator().manual_seed(0))
+    for a, b in zip(out, x):
+        assert torch.equal(a, b) or torch.equal(a, b.flip(2))
+
+
+# ----------------------------------------------------------------------------- training
+
+def run(data, seed, epochs=3, norm="bn"):
+    gen = utils.set_seed(seed)
+    model = Net(norm)
+    return model, utils.fit(model, data, epochs, batch_size=32, lr=0.05, gen=gen)
+
+
+def test_training_lowers_the_loss(data):
+    _, hist = run(data, seed=0, epochs=4)
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    assert hist["test_loss"][-1] < hist["test_loss"][0]
+    assert hist["test_acc"][-1] > 30  # 10 classes, chance is 10%
+    assert set(hist) == {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
+    assert len(hist["lr"]) == 4 and max(hist["lr"]) > hist["lr"][0]  # the one-cycle warm-up
+
+
+def test_same_seed_same_numbers(data):
+    strip = lambda h: {k: v for k, v in h.items() if k != "seconds"}
+    _, a = run(data, seed=3, epochs=2, norm="gn")
+    _, b = run(data, seed=3, epochs=2, norm="gn")
+    _, c = run(data, seed=4, epochs=2, norm="gn")
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(c)
+
+
+def test_too_small_a_train_set_is_refused(image_folder):
+    small = utils.load_cifar10(image_folder, train_subset=10)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        utils.fit(Net("bn"), small, 1, batch_size=32, lr=0.1, gen=utils.set_seed(0))
+
+
+# ----------------------------------------------------------------------------- results and figures
+
+def test_results_and_figures_are_written(data, tmp_path):
+    model, hist = run(data, seed=0, epochs=1)
+    res = utils.save_results(tmp_path, model, hist, 0, "cpu", data)
+    saved = json.loads((tmp_path / "results_bn.json").read_text())
+    assert saved == res
+    for key in ("norm", "params", "epochs", "train_acc", "test_acc", "history", "seed", "device", "data", "torch"):
+        assert key in saved
+    assert saved["test_acc"] == hist["test_acc"][-1] and saved["params"] < 50_000
+    utils.plot_curves(hist, "bn", tmp_path)
+    utils.plot_misclassified(model, data, "bn", tmp_path)
+    assert utils.plot_comparison(tmp_path) is None  # gn and ln have no results yet
+    for norm in ("gn", "ln"):
+        model.norm = norm
+        utils.save_results(tmp_path, model, hist, 0, "cpu", data)
+    assert utils.plot_comparison(tmp_path) is not None
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"curves_bn.png", "misclassified_bn.png", "comparison.png"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    for png in ("curves_bn.png", "misclassified_bn.png", "comparison.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_misclassified_are_really_wrong(data):
+    model, _ = run(data, seed=0, epochs=1)
+    idx, pred = utils.misclassified(model, data)
+    assert 0 < len(idx) <= 10
+    assert (pred != data.y_test[idx]).all()
+
+
+def test_interrupted_write_leaves_no_file(tmp_path):
+    def crash(path):
+        open(path, "w").write("{half")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        utils._atomic_write(tmp_path / "results_bn.json", crash)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_readme_table_comes_from_the_results(data, tmp_path):
+    model, hist = run(data, seed=0, epochs=1)
+    utils.save_results(tmp_path, model, hist, 0, "cpu", data, extra={"test_acc_flip_tta": 12.5})
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nSTALE\n<!-- results:end -->\nrest\n")
+    utils.update_readme(readme, tmp_path)
+    text = readme.read_text()
+    assert "STALE" not in text and text.startswith("intro\n") and text.endswith("rest\n")
+    assert f"**{hist['test_acc'][-1]:.2f}**" in text and "12.50" in text
+    with pytest.raises(ValueError, match="markers"):
+        utils.replace_between("no markers", "results", "x")
+
+
+def test_progress_keeps_one_clean_line_per_bar(capsys):
+    for _ in utils.progress(range(50), "epoch  1", 50):
+        pass
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "\r" not in out and "50/50" in out
