@@ -408,6 +408,93 @@ def plot_misclassified(model, data, norm, out_dir="images", n=10):
     return _save_fig(fig, out_dir, f"misclassified_{norm}.png")
 
 
+# ----------------------------------------------------------------------------- what each norm averages over
+
+def norm_stats(x, norm, groups=2):
+    """The (mean, biased var) a normalization computes for activations x of shape (N, C, H, W).
+
+    bn: per channel over (N, H, W) -> (C,); ln: per sample over (C, H, W) -> (N,);
+    gn: per sample and group of C/groups consecutive channels -> (N, groups).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    x = x.float()
+    if norm == "bn":
+        dims = (0, 2, 3)
+    elif norm == "ln":
+        dims = (1, 2, 3)
+    elif norm == "gn":
+        if c % groups:
+            raise ValueError(f"C={c} channels are not divisible by groups={groups}")
+        x, dims = x.view(n, groups, c // groups, h, w), (2, 3, 4)
+    else:
+        raise ValueError(f"unknown norm {norm!r}: choose one of bn, gn, ln")
+    return x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+
+
+def norm_sets(n, c, norm, groups=2):
+    """(N, C) ids: which statistic each (sample, channel) plane is normalized with."""
+    sample, channel = torch.arange(n)[:, None], torch.arange(c)[None, :]
+    return {"bn": channel.expand(n, c), "ln": sample.expand(n, c),
+            "gn": sample * groups + channel // (c // groups)}[norm]
+
+
+def norm_example():
+    """The worked example: 3 images x 4 channels x 2x2, small integers."""
+    return torch.tensor([[[[1, 2], [3, 4]], [[0, 1], [0, 1]], [[2, 2], [4, 4]], [[5, 3], [1, 3]]],
+                         [[[2, 2], [2, 2]], [[1, 3], [5, 7]], [[0, 0], [0, 4]], [[6, 2], [2, 6]]],
+                         [[[3, 5], [1, 7]], [[4, 4], [4, 4]], [[1, 2], [1, 0]], [[8, 0], [4, 4]]]])
+
+
+def norm_tables(x, groups=2):
+    """Markdown tables of the means and variances BN, LN and GN(groups) compute for x."""
+    n, c = x.shape[:2]
+    fmt = lambda t: " | ".join(f"{v:.3f}" for v in t.tolist())
+    out = []
+    mean, var = norm_stats(x, "bn")
+    out += ["**BN**: one statistic per channel, over all images and pixels (N, H, W)", "",
+            "| | " + " | ".join(f"channel {k}" for k in range(c)) + " |", "|---" * (c + 1) + "|",
+            f"| mean | {fmt(mean)} |", f"| var | {fmt(var)} |", ""]
+    mean, var = norm_stats(x, "ln")
+    out += ["**LN**: one statistic per image, over all its channels and pixels (C, H, W)", "",
+            "| | " + " | ".join(f"image {i}" for i in range(n)) + " |", "|---" * (n + 1) + "|",
+            f"| mean | {fmt(mean)} |", f"| var | {fmt(var)} |", ""]
+    mean, var = norm_stats(x, "gn", groups)
+    size = c // groups
+    heads = [f"group {g} (ch {g * size}-{g * size + size - 1})" for g in range(groups)]
+    out += [f"**GN** ({groups} groups): one statistic per image and group of {size} channels", "",
+            "| | " + " | ".join(f"{h} {s}" for h in heads for s in ("mean", "var")) + " |",
+            "|---" * (2 * groups + 1) + "|"]
+    out += [f"| image {i} | " + " | ".join(f"{m:.3f} | {v:.3f}" for m, v in zip(mean[i].tolist(), var[i].tolist()))
+            + " |" for i in range(n)]
+    return "\n".join(out)
+
+
+def plot_norm_sets(x, out_dir="images", groups=2):
+    """Shade the (N, C, H*W) block: cells of one colour are averaged together -> norm_axes.png."""
+    import matplotlib.pyplot as plt
+    n, c, h, w = x.shape
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    titles = {"bn": "Batch Norm: per channel", "ln": "Layer Norm: per image", "gn": f"Group Norm ({groups} groups)"}
+    for ax, norm in zip(axes, ("bn", "ln", "gn")):
+        sets = norm_sets(n, c, norm, groups).repeat_interleave(h * w, dim=1)  # (N, C*H*W)
+        ax.imshow(sets.numpy() % 10, cmap="tab10", vmin=0, vmax=9, alpha=0.55, aspect="auto")
+        for (i, j), v in zip(torch.cartesian_prod(torch.arange(n), torch.arange(c * h * w)).tolist(),
+                             x.reshape(n, -1).flatten().tolist()):
+            ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=9)
+        for k in range(1, c):
+            ax.axvline(k * h * w - 0.5, color="black", lw=1.5)  # channel borders
+        for k in range(1, n):
+            ax.axhline(k - 0.5, color="black", lw=1.5)
+        ax.set_xticks([k * h * w + (h * w - 1) / 2 for k in range(c)], [f"channel {k}" for k in range(c)])
+        ax.set_yticks(range(n), [f"image {i}" for i in range(n)])
+        ax.set_title(titles[norm])
+    fig.suptitle("Same colour = one mean and variance (columns: the H x W pixels of each channel)")
+    fig.tight_layout()
+    return _save_fig(fig, out_dir, "norm_axes.png")
+
+
 # ----------------------------------------------------------------------------- README tables
 
 def results_table(out_dir="images"):
@@ -436,6 +523,7 @@ def update_readme(readme="README.md", out_dir="images"):
     """Regenerate the README's results table from <out_dir>/results_*.json."""
     path = Path(readme)
     text = replace_between(path.read_text(), "results", results_table(out_dir))
+    text = replace_between(text, "norm-tables", norm_tables(norm_example()))
     _atomic_write(path, lambda p: Path(p).write_text(text))
     print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
 
