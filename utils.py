@@ -291,6 +291,23 @@ def test_flip_tta(model, data, batch_size=1000):
     return 100.0 * (logits.argmax(1) == data.y_test).float().mean().item()
 
 
+@torch.no_grad()
+def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000)):
+    """Test accuracy % when the norm layers use the statistics of the current batch, per batch size.
+
+    BN then depends on which other images share the batch; GN and LN never look across images.
+    Runs on a copy in train mode, so the trained model and its running averages stay untouched.
+    """
+    import copy
+    probe = copy.deepcopy(model).train()
+    acc = {}
+    for bs in sizes:
+        correct = sum((probe(data.normalize(data.x_test[i:i + bs]).contiguous(memory_format=torch.channels_last))
+                       .argmax(1) == data.y_test[i:i + bs]).sum().item() for i in range(0, len(data.y_test), bs))
+        acc[str(bs)] = round(100.0 * correct / len(data.y_test), 2)
+    return acc
+
+
 # ----------------------------------------------------------------------------- results
 
 def _atomic_write(path, write):
@@ -497,6 +514,40 @@ def plot_norm_sets(x, out_dir="images", groups=2):
 
 # ----------------------------------------------------------------------------- README tables
 
+def layer_table(size=32):
+    """The architecture as a markdown table: channels, output size, receptive field, params per variant."""
+    from model import Net
+    models = {norm: Net(norm) for norm in NORM_NAMES}
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.update({n: (i[0].shape[1], o.shape)}))
+             for n, m in models["bn"].named_children()]
+    models["bn"].eval()(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    rows = ["| layer | what | channels in→out | output | receptive field | params BN | params GN | params LN |",
+            "|---|---|---|---|---|---|---|---|"]
+    rf, jump = 1, 1
+    for name, layer in models["bn"].named_children():
+        cin, out = shapes[name]
+        if isinstance(layer, torch.nn.MaxPool2d):
+            rf, jump, what = rf + jump, jump * 2, "max-pool 2x2"
+        elif isinstance(layer, torch.nn.AdaptiveAvgPool2d):
+            what = "global average pool"
+        elif isinstance(layer, torch.nn.Conv2d):
+            what = "1x1 conv" + (" to the 10 logits" if name == "C10" else "")
+        else:
+            rf += 2 * jump
+            what = "3x3 conv, norm" + (", ReLU" if len(layer) > 2 else " (ReLU after the residual add)")
+        params = [sum(p.numel() for p in getattr(models[n], name).parameters()) for n in NORM_NAMES]
+        size_txt = "1x1" if name in ("GAP", "C10") else f"{out[2]}x{out[3]}"
+        rf_txt = f"{rf}x{rf}" if name not in ("GAP", "C10") else "whole image"
+        rows.append(f"| {name} | {what} | {cin}→{out[1]} | {size_txt} | {rf_txt} | "
+                    + " | ".join(f"{p:,}" for p in params) + " |")
+    totals = [sum(p.numel() for p in m.parameters()) for m in models.values()]
+    rows.append("| **total** | | | | | " + " | ".join(f"**{t:,}**" for t in totals) + " |")
+    return "\n".join(rows)
+
+
 def results_table(out_dir="images"):
     """The README results table, as markdown, from the results files."""
     rows = ["| model | train acc % | test acc % | flip-TTA test acc % (extra) | params | epochs "
@@ -510,6 +561,41 @@ def results_table(out_dir="images"):
     return "\n".join(rows)
 
 
+def findings(out_dir="images"):
+    """The README's measured comparison of BN, GN and LN, every number read from the results files."""
+    res = load_results(out_dir)
+    if not res:
+        return "_No results yet: run the three notebooks._"
+    name = lambda n: f"{NORM_NAMES[n]} ({n.upper()})"
+    per_epoch = {n: sum(r["history"]["seconds"]) / r["epochs"] for n, r in res.items()}
+    lines = ["| | " + " | ".join(name(n) for n in res) + " |", "|---" * (len(res) + 1) + "|"]
+    add = lambda label, fmt: lines.append(f"| {label} | " + " | ".join(fmt(n, r) for n, r in res.items()) + " |")
+    base = res.get("bn")
+    add("final test acc %", lambda n, r: f"{r['test_acc']:.2f}")
+    add("final train acc %", lambda n, r: f"{r['train_acc']:.2f}")
+    add("train - test (points)", lambda n, r: f"{r['train_acc'] - r['test_acc']:+.2f}")
+    if base:
+        add("test acc vs BN (points)", lambda n, r: f"{r['test_acc'] - base['test_acc']:+.2f}")
+    add("best test acc in any epoch % (not used for ranking)", lambda n, r: f"{max(r['history']['test_acc']):.2f}")
+    add("test acc after epoch 5 %", lambda n, r: f"{r['history']['test_acc'][4]:.2f}" if r["epochs"] >= 5 else "-")
+    add("seconds per epoch (mean)", lambda n, r: f"{per_epoch[n]:.1f}")
+    if base:
+        add("time per epoch vs BN", lambda n, r: f"{per_epoch[n] / per_epoch['bn']:.2f}x")
+    sizes = list(next(iter(res.values())).get("batch_stats_acc", {}))
+    for bs in sizes:
+        add(f"test acc %, norms using the statistics of eval batches of {bs}",
+            lambda n, r, bs=bs: f"{r['batch_stats_acc'][bs]:.2f}")
+    return "\n".join(lines)
+
+
+def provenance(out_dir="images"):
+    """Which data, hardware, torch and seed produced each results file."""
+    rows = ["| model | data | hardware | torch | seed | minutes |", "|---|---|---|---|---|---|"]
+    rows += [f"| {NORM_NAMES[n]} | {r['data']} | {r['device']} | {r['torch']} | {r['seed']} | {r['minutes']:.1f} |"
+             for n, r in load_results(out_dir).items()]
+    return "\n".join(rows)
+
+
 def replace_between(text, name, body):
     """Replace what stands between <!-- name:start --> and <!-- name:end --> with body."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -520,13 +606,18 @@ def replace_between(text, name, body):
 
 
 def update_readme(readme="README.md", out_dir="images"):
-    """Regenerate the README's results table from <out_dir>/results_*.json."""
+    """Regenerate the README tables: results, findings and provenance from <out_dir>/results_*.json,
+    the architecture from model.py, the worked example from norm_stats."""
     path = Path(readme)
     text = replace_between(path.read_text(), "results", results_table(out_dir))
     text = replace_between(text, "norm-tables", norm_tables(norm_example()))
+    text = replace_between(text, "architecture", layer_table())
+    text = replace_between(text, "findings", findings(out_dir))
+    text = replace_between(text, "hardware", provenance(out_dir))
     _atomic_write(path, lambda p: Path(p).write_text(text))
     print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
 
 
 if __name__ == "__main__":
+    plot_norm_sets(norm_example())
     update_readme()

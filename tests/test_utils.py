@@ -165,11 +165,15 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
     model, hist = run(data, seed=0, epochs=1)
     utils.save_results(tmp_path, model, hist, 0, "cpu", data, extra={"test_acc_flip_tta": 12.5})
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- results:start -->\nSTALE\n<!-- results:end -->\nrest\n")
+    names = ("results", "norm-tables", "architecture", "findings", "hardware")
+    readme.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in names) + "rest\n")
     utils.update_readme(readme, tmp_path)
     text = readme.read_text()
     assert "STALE" not in text and text.startswith("intro\n") and text.endswith("rest\n")
     assert f"**{hist['test_acc'][-1]:.2f}**" in text and "12.50" in text
+    assert "| **total** | | | | | **47,818** |" in text  # architecture, from model.py
+    assert f"| final test acc % | {hist['test_acc'][-1]:.2f} |" in text  # findings
+    assert "| mean | 2.833 |" in text  # the worked example
     with pytest.raises(ValueError, match="markers"):
         utils.replace_between("no markers", "results", "x")
 

@@ -1,0 +1,213 @@
+"""Our tensor pipeline vs the conventional DataLoader + PIL transforms, on the same images and model.
+
+Run: python tests/bench_pipeline.py [--steps 30] [--compile]
+(pytest does not collect it: the name does not start with test_.)
+Prints a table; the last line is one JSON object with data_speedup and train_speedup.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import utils  # noqa: E402
+from model import Net  # noqa: E402
+
+N = 50_000              # one epoch of CIFAR-10 train images
+CONV_BATCH = 128        # the conventional submissions' batch size
+OUR_BATCH = 256         # the notebooks' batch_size
+PAD = 4                 # the notebooks' pad
+MEAN, STD = (0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606)
+
+
+class PILDataset(Dataset):
+    """What torchvision.datasets.CIFAR10 does per item: HWC uint8 -> PIL image -> transform."""
+
+    def __init__(self, images, labels, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def conventional_loader(images, labels, workers, train=True, batch_size=CONV_BATCH):
+    aug = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+    tf = T.Compose(aug + [T.ToTensor(), T.Normalize(MEAN, STD)])
+    return DataLoader(PILDataset(images, labels, tf), batch_size=batch_size, shuffle=train,
+                      num_workers=workers, persistent_workers=False)
+
+
+def synthetic(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    return x, torch.randint(0, 10, (n,), generator=g)
+
+
+def as_data(x, y):
+    """A utils.Data over x, y, used as both splits."""
+    pixels = x.float() / 255
+    mean = pixels.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
+    std = pixels.std(dim=(0, 2, 3)).view(1, 3, 1, 1)
+    return utils.Data(x, y, x, y, mean, std, utils.CLASSES, "synthetic")
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- (a) data preparation
+
+def data_ours(data, gen):
+    """One epoch of what utils.train() prepares per step: gather, crop+flip, normalize, channels_last."""
+    order = torch.randperm(N, generator=gen)
+    for i in range(0, N, OUR_BATCH):
+        idx = order[i:i + OUR_BATCH]
+        data.normalize(utils.augment(data.x_train[idx], PAD, gen)).contiguous(memory_format=torch.channels_last)
+
+
+def data_conventional(images, labels, workers):
+    for _ in conventional_loader(images, labels, workers):
+        pass
+
+
+# ----------------------------------------------------------------------------- (b) training
+
+def train_conventional(images, labels, steps, workers):
+    """Plain eager defaults: NCHW, batch 128, SGD with momentum, DataLoader feeding."""
+    model = Net("bn")
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    it = iter(conventional_loader(images, labels, workers))
+    x, y = next(it)  # the first batch pays for worker start-up in both timings alike
+    t0 = time.perf_counter()
+    for step in range(steps):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        x, y = next(it)
+    return steps * CONV_BATCH / (time.perf_counter() - t0)
+
+
+def train_ours(x, y, steps, compile_model=False):
+    """utils.train() itself, exactly as the notebooks call it through utils.fit(), over `steps` batches."""
+    n = steps * OUR_BATCH
+    data = as_data(x[:n], y[:n])
+    gen = utils.set_seed(0)
+    model = Net("bn").to(memory_format=torch.channels_last)
+    if compile_model:
+        model = torch.compile(model)
+    opt = torch.optim.SGD(utils.param_groups(model, 5e-4), lr=0.05, momentum=0.9, nesterov=True, foreach=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=10 * steps)
+    warm = as_data(x[:2 * OUR_BATCH], y[:2 * OUR_BATCH])  # first steps: allocator and compile warm-up
+    utils.train(model, warm, opt, sched, OUR_BATCH, PAD, gen, 0, 0.1)
+    seconds = timed(lambda: utils.train(model, data, opt, sched, OUR_BATCH, PAD, gen, 1, 0.1))
+    return n / seconds
+
+
+# ----------------------------------------------------------------------------- (c) evaluation
+
+def conv_flops(model, size=32):
+    """Multiply-adds x 2 of one forward pass of one image (convs dominate; norms and pools ignored)."""
+    flops = []
+
+    def hook(m, i, o):
+        flops.append(2 * o.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return sum(flops)
+
+
+def eval_conventional(images, labels, n):
+    model = Net("bn").eval()
+    loader = conventional_loader(images[:n], labels[:n], 0, train=False)
+    with torch.no_grad():
+        seconds = timed(lambda: [model(x) for x, _ in loader])
+    return n / seconds
+
+
+def eval_ours(x, y, n):
+    model = Net("bn").to(memory_format=torch.channels_last)
+    data = as_data(x[:n], y[:n])
+    utils.predict(model, data.x_test[:1000], data)  # warm-up
+    return n / timed(lambda: utils.predict(model, data.x_test, data))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=30, help="training steps timed per side")
+    ap.add_argument("--eval-images", type=int, default=10_000)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile for our side")
+    ap.add_argument("--out", help="also write the summary JSON here (e.g. images/bench.json)")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    x, y = synthetic(N)
+    images = x.permute(0, 2, 3, 1).contiguous().numpy()  # HWC uint8, as torchvision's CIFAR10 keeps it
+    labels = y.numpy()
+    machine = (f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+               f"torch {torch.__version__}")
+    print("machine:", machine)
+
+    # (a) data preparation, one epoch of 50,000 images
+    gen = torch.Generator().manual_seed(0)
+    ours_a = timed(lambda: data_ours(as_data(x, y), gen))
+    conv_a = {w: timed(lambda: data_conventional(images, labels, w)) for w in (0, 2)}
+    best_w = min(conv_a, key=conv_a.get)
+
+    # (b) training throughput, the BN model fed by each pipeline
+    ours_b = train_ours(x, y, args.steps)
+    conv_b = train_conventional(images, labels, args.steps, best_w)
+    compiled = train_ours(x, y, args.steps, compile_model=True) if args.compile else None
+
+    # (c) evaluation throughput and achieved GFLOP/s
+    flops = conv_flops(Net("bn"))
+    ours_c = eval_ours(x, y, args.eval_images)
+    conv_c = eval_conventional(images, labels, args.eval_images)
+
+    rows = [("(a) data prep, 1 epoch (s)", f"{conv_a[best_w]:.2f} (workers={best_w}; "
+             f"{conv_a[0]:.2f} / {conv_a[2]:.2f} for 0 / 2)", f"{ours_a:.2f}", conv_a[best_w] / ours_a),
+            ("(b) train images/s", f"{conv_b:,.0f} (batch {CONV_BATCH}, NCHW, eager)",
+             f"{ours_b:,.0f} (batch {OUR_BATCH}, channels_last)", ours_b / conv_b),
+            ("(c) eval images/s", f"{conv_c:,.0f}", f"{ours_c:,.0f}", ours_c / conv_c),
+            ("(c) eval GFLOP/s achieved", f"{conv_c * flops / 1e9:.1f}", f"{ours_c * flops / 1e9:.1f}",
+             ours_c / conv_c)]
+    print(f"model FLOPs per image (forward): {flops / 1e6:.1f} M")
+    print(f"{'measure':<28} {'conventional':<44} {'ours':<34} speedup")
+    for name, conv, ours, speed in rows:
+        print(f"{name:<28} {conv:<44} {ours:<34} {speed:.1f}x")
+    if compiled:
+        print(f"{'(b) train, torch.compile':<28} {'':<44} {compiled:<34,.0f} {compiled / ours_b:.2f}x vs eager")
+    summary = {"machine": machine, "data_speedup": round(conv_a[best_w] / ours_a, 1), "train_speedup": round(ours_b / conv_b, 2),
+               "eval_speedup": round(ours_c / conv_c, 2), "data_s_conventional": round(conv_a[best_w], 2),
+               "data_s_ours": round(ours_a, 3), "train_ips_conventional": round(conv_b),
+               "train_ips_ours": round(ours_b), "eval_ips_conventional": round(conv_c),
+               "eval_ips_ours": round(ours_c), "eval_gflops_ours": round(ours_c * flops / 1e9, 1),
+               "conventional_workers": best_w, "threads": torch.get_num_threads()}
+    if compiled:
+        summary["train_ips_compiled"] = round(compiled)
+    if args.out:
+        text = json.dumps(summary, indent=1) + "\n"
+        utils._atomic_write(args.out, lambda p: Path(p).write_text(text))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

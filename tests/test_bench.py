@@ -1,0 +1,32 @@
+"""The speed benchmark measures what the notebooks really run, and its code still works."""
+import ast
+
+import nbformat
+import torch
+
+import bench_pipeline as bench
+from conftest import ROOT
+
+
+def notebook_params():
+    cell = next(c for c in nbformat.read(ROOT / "S8_BN.ipynb", as_version=4).cells
+                if "parameters" in c.metadata.get("tags", []))
+    tree = ast.parse(cell.source)
+    return {a.targets[0].id: ast.literal_eval(a.value) for a in tree.body if isinstance(a, ast.Assign)}
+
+
+def test_bench_uses_the_notebook_settings():
+    p = notebook_params()
+    assert bench.OUR_BATCH == p["batch_size"]
+    assert bench.PAD == p["pad"]
+
+
+def test_bench_pieces_run_small():
+    x, y = bench.synthetic(4 * bench.OUR_BATCH)
+    assert bench.train_ours(x, y, steps=2) > 0
+    images, labels = x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy()
+    assert bench.train_conventional(images, labels, steps=2, workers=0) > 0
+    assert bench.eval_ours(x, y, 256) > 0 and bench.eval_conventional(images, labels, 256) > 0
+    assert bench.conv_flops(bench.Net("bn")) > 1e6
+    batch, label = next(iter(bench.conventional_loader(images, labels, 0)))
+    assert batch.shape == (bench.CONV_BATCH, 3, 32, 32) and batch.dtype == torch.float32
