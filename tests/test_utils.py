@@ -165,7 +165,7 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
     model, hist = run(data, seed=0, epochs=1)
     utils.save_results(tmp_path, model, hist, 0, "cpu", data, extra={"test_acc_flip_tta": 12.5})
     readme = tmp_path / "README.md"
-    names = ("results", "norm-tables", "architecture", "findings", "hardware")
+    names = ("results", "norm-tables", "architecture", "findings", "hardware", "speed")
     readme.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in names) + "rest\n")
     utils.update_readme(readme, tmp_path)
     text = readme.read_text()
