@@ -25,8 +25,8 @@ from model import Net  # noqa: E402
 
 N = 50_000              # one epoch of CIFAR-10 train images
 CONV_BATCH = 128        # the conventional submissions' batch size
-OUR_BATCH = 256         # the notebooks' batch_size
-PAD = 4                 # the notebooks' pad
+OUR_BATCH = 128         # the notebooks' batch_size
+PAD = 2                 # the notebooks' pad
 MEAN, STD = (0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606)
 
 
