@@ -302,8 +302,9 @@ def test_flip_tta(model, data, batch_size=1000):
 def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000)):
     """Test accuracy % when the norm layers use the statistics of the current batch, per batch size.
 
-    BN then depends on which other images share the batch; GN and LN never look across images.
-    Runs on a copy in train mode, so the trained model and its running averages stay untouched.
+    Batches are consecutive test images in stored order (an image-folder copy is sorted by class, so
+    batches larger than 1 hold one class). BN then depends on which images share the batch; GN and LN
+    never look across images. Runs on a copy in train mode: the model and its running averages stay as they are.
     """
     import copy
     probe = copy.deepcopy(model).train()
@@ -592,7 +593,7 @@ def findings(out_dir="images"):
         add("time per epoch vs BN", lambda n, r: f"{per_epoch[n] / per_epoch['bn']:.2f}x")
     sizes = list(next(iter(res.values())).get("batch_stats_acc", {}))
     for bs in sizes:
-        add(f"test acc %, norms using the statistics of eval batches of {bs}",
+        add(f"test acc %, norms using the statistics of batches of {bs} consecutive test images",
             lambda n, r, bs=bs: f"{r['batch_stats_acc'][bs]:.2f}")
     return "\n".join(lines)
 

@@ -183,3 +183,18 @@ def test_progress_keeps_one_clean_line_per_bar(capsys):
         pass
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "\r" not in out and "50/50" in out
+
+
+@pytest.mark.parametrize("norm", ["gn", "ln"])
+def test_batch_statistics_do_not_matter_to_per_image_norms(data, norm):
+    model, _ = run(data, seed=0, epochs=2, norm=norm)
+    acc = utils.batch_stats_acc(model, data, sizes=(1, 7, 60))
+    assert acc["1"] == acc["7"] == acc["60"] == round(utils.test(model, data)[1], 2)
+
+
+def test_batch_statistics_leave_the_bn_model_untouched(data):
+    model, _ = run(data, seed=0, epochs=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    acc = utils.batch_stats_acc(model, data, sizes=(1, 60))
+    assert set(acc) == {"1", "60"} and all(0 <= a <= 100 for a in acc.values())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

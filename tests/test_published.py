@@ -1,0 +1,61 @@
+"""The committed artifacts agree with each other: notebooks, results files and README."""
+import json
+import re
+
+import nbformat
+import pytest
+
+import utils
+from conftest import ROOT
+
+IMAGES = ROOT / "images"
+RESULTS = utils.load_results(IMAGES)
+NOTEBOOKS = {"bn": "S8_BN.ipynb", "gn": "S8_GN.ipynb", "ln": "S8_LN.ipynb"}
+
+
+def outputs_text(nb):
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("norm", NOTEBOOKS)
+def test_executed_notebook_matches_its_results(norm):
+    if norm not in RESULTS:
+        pytest.skip(f"no images/results_{norm}.json committed yet")
+    nb = nbformat.read(ROOT / NOTEBOOKS[norm], as_version=4)
+    text = outputs_text(nb)
+    r = RESULTS[norm]
+    assert f"FINAL {norm}: train_acc={r['train_acc']:.2f}% test_acc={r['test_acc']:.2f}%" in text
+    assert r["epochs"] <= 20 and r["params"] < 50_000
+    assert len(r["history"]["test_acc"]) == r["epochs"] and r["test_acc"] == r["history"]["test_acc"][-1]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS.values())
+def test_committed_notebooks_read_well_on_github(name):
+    raw = (ROOT / name).read_text()
+    nb = nbformat.reads(raw, as_version=4)
+    text = outputs_text(nb)
+    assert "\r" not in text, "progress bars must leave clean lines"
+    assert "application/vnd.jupyter.widget" not in raw
+    assert not re.search(r"(/work/|/root/|/home/|/tmp/|/Users/|C:\\\\)", text), "absolute paths in outputs"
+    assert not any(o.output_type == "error" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert len(text.splitlines()) < 200
+
+
+def test_readme_tables_are_generated_from_the_results():
+    if not RESULTS:
+        pytest.skip("no results committed yet")
+    readme = (ROOT / "README.md").read_text()
+    assert utils.results_table(IMAGES) in readme
+    assert utils.findings(IMAGES) in readme
+    assert utils.layer_table() in readme
+    assert utils.norm_tables(utils.norm_example()) in readme
+    for png in re.findall(r"\]\((images/[^)]+\.png)\)", readme):
+        assert (ROOT / png).exists(), png
+
+
+def test_results_files_are_complete():
+    for norm, r in RESULTS.items():
+        for key in ("norm", "params", "epochs", "train_acc", "test_acc", "history", "seed", "device", "data", "torch"):
+            assert key in r, (norm, key)
+        assert set(r["history"]) == {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
+        json.dumps(r)
