@@ -63,9 +63,19 @@ class Data:
     classes: tuple
     source: str             # what was loaded, from where
 
+    @classmethod
+    def from_tensors(cls, x_train, y_train, x_test, y_test, classes, source, device="cpu"):
+        """Move the splits to `device` and measure the per-channel statistics of x_train."""
+        pixels = x_train.float().div(255)
+        mean = pixels.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
+        std = pixels.std(dim=(0, 2, 3)).view(1, 3, 1, 1)
+        dev = torch.device(device)
+        return cls(x_train.to(dev), y_train.to(dev), x_test.to(dev), y_test.to(dev),
+                   mean.to(dev), std.to(dev), classes, source)
+
     def normalize(self, x):
-        """uint8 images -> float, standardized per channel with the train statistics."""
-        return (x.float() / 255 - self.mean) / self.std
+        """uint8 images -> float, standardized per channel with the train statistics, channels_last."""
+        return ((x.float() / 255 - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def denormalize(self, x):
         return (x * self.std + self.mean).clamp(0, 1)
@@ -163,12 +173,7 @@ def load_cifar10(data_root="data/cifar10", device="cpu", train_subset=None, test
     x_test, y_test = _subset(x_test, y_test, test_subset, gen)
     if train_subset is not None or test_subset is not None:
         source += f" (subset: {len(y_train)} train, {len(y_test)} test)"
-    pixels = x_train.float().div(255)
-    mean = pixels.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
-    std = pixels.std(dim=(0, 2, 3)).view(1, 3, 1, 1)
-    dev = torch.device(device)
-    return Data(x_train.to(dev), y_train.to(dev), x_test.to(dev), y_test.to(dev),
-                mean.to(dev), std.to(dev), classes, source)
+    return Data.from_tensors(x_train, y_train, x_test, y_test, classes, source, device)
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -220,6 +225,11 @@ def progress(iterable, desc, total):
                 file=sys.stderr if live else _FinalLines(sys.stdout), mininterval=0.5 if live else 1e9)
 
 
+def train_batch(data, idx, pad, gen):
+    """Train images idx, augmented per image and normalized, with their labels."""
+    return data.normalize(augment(data.x_train[idx], pad, gen)), data.y_train[idx]
+
+
 def train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing=0.0):
     """One epoch over shuffled, augmented batches. Returns (mean loss, accuracy %)."""
     model.train()
@@ -229,9 +239,7 @@ def train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing=
     total_loss = torch.zeros((), device=data.x_train.device)  # summed on the device: no sync per step
     correct = torch.zeros((), device=data.x_train.device, dtype=torch.long)
     for i in progress(range(steps), f"epoch {epoch:2d}", steps):
-        idx = order[i * batch_size:(i + 1) * batch_size]
-        x = data.normalize(augment(data.x_train[idx], pad, gen)).contiguous(memory_format=torch.channels_last)
-        y = data.y_train[idx]
+        x, y = train_batch(data, order[i * batch_size:(i + 1) * batch_size], pad, gen)
         out = model(x)
         loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -248,16 +256,19 @@ def train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing=
 def predict(model, x, data, batch_size=1000):
     """Logits for uint8 images x, in large no-grad batches."""
     model.eval()
-    out = [model(data.normalize(x[i:i + batch_size]).contiguous(memory_format=torch.channels_last))
-           for i in range(0, len(x), batch_size)]
+    out = [model(data.normalize(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
     return torch.cat(out).float()
 
 
 def test(model, data, batch_size=1000):
     """Loss and accuracy % on the test split (single view)."""
     logits = predict(model, data.x_test, data, batch_size)
-    loss = F.cross_entropy(logits, data.y_test).item()
-    return loss, 100.0 * (logits.argmax(1) == data.y_test).float().mean().item()
+    return F.cross_entropy(logits, data.y_test).item(), accuracy(logits, data.y_test)
+
+
+def accuracy(logits, y):
+    """% of rows whose top logit is the label."""
+    return 100.0 * (logits.argmax(1) == y).float().mean().item()
 
 
 def param_groups(model, weight_decay):
@@ -291,11 +302,10 @@ def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=0.
     return hist
 
 
-@torch.inference_mode()
 def test_flip_tta(model, data, batch_size=1000):
     """Accuracy % when each test image's logits are averaged with its mirror's (an extra, not the headline)."""
     logits = predict(model, data.x_test, data, batch_size) + predict(model, data.x_test.flip(3), data, batch_size)
-    return 100.0 * (logits.argmax(1) == data.y_test).float().mean().item()
+    return accuracy(logits, data.y_test)
 
 
 @torch.no_grad()
@@ -310,8 +320,8 @@ def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000)):
     probe = copy.deepcopy(model).train()
     acc = {}
     for bs in sizes:
-        correct = sum((probe(data.normalize(data.x_test[i:i + bs]).contiguous(memory_format=torch.channels_last))
-                       .argmax(1) == data.y_test[i:i + bs]).sum().item() for i in range(0, len(data.y_test), bs))
+        correct = sum((probe(data.normalize(data.x_test[i:i + bs])).argmax(1) == data.y_test[i:i + bs]).sum().item()
+                      for i in range(0, len(data.y_test), bs))
         acc[str(bs)] = round(100.0 * correct / len(data.y_test), 2)
     return acc
 

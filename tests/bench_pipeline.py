@@ -58,10 +58,7 @@ def synthetic(n, seed=0):
 
 def as_data(x, y):
     """A utils.Data over x, y, used as both splits."""
-    pixels = x.float() / 255
-    mean = pixels.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
-    std = pixels.std(dim=(0, 2, 3)).view(1, 3, 1, 1)
-    return utils.Data(x, y, x, y, mean, std, utils.CLASSES, "synthetic")
+    return utils.Data.from_tensors(x, y, x, y, utils.CLASSES, "synthetic")
 
 
 def timed(fn):
@@ -76,8 +73,7 @@ def data_ours(data, gen):
     """One epoch of what utils.train() prepares per step: gather, crop+flip, normalize, channels_last."""
     order = torch.randperm(N, generator=gen)
     for i in range(0, N, OUR_BATCH):
-        idx = order[i:i + OUR_BATCH]
-        data.normalize(utils.augment(data.x_train[idx], PAD, gen)).contiguous(memory_format=torch.channels_last)
+        utils.train_batch(data, order[i:i + OUR_BATCH], PAD, gen)
 
 
 def data_conventional(images, labels, workers):
