@@ -27,6 +27,7 @@ N = 50_000              # one epoch of CIFAR-10 train images
 CONV_BATCH = 128        # the conventional submissions' batch size
 OUR_BATCH = 128         # the notebooks' batch_size
 PAD = 2                 # the notebooks' pad
+EPOCHS = 20             # the notebooks' epochs: our one-time normalization is shared by this many
 MEAN, STD = (0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606)
 
 
@@ -69,11 +70,17 @@ def timed(fn):
 
 # ----------------------------------------------------------------------------- (a) data preparation
 
-def data_ours(data, gen):
-    """One epoch of what utils.train() prepares per step: gather, crop+flip, normalize, channels_last."""
+def data_ours(x, y, gen):
+    """Seconds for (one-time setup, one epoch) of what utils.train() prepares. Setup: train statistics
+    and normalizing the whole split once; per step: one gather that batches, crops and flips."""
+    t0 = time.perf_counter()
+    data = as_data(x, y)
+    data.train_pixels  # noqa: B018  (cached property: computed here, reused by every epoch)
+    setup = time.perf_counter() - t0
     order = torch.randperm(N, generator=gen)
-    for i in range(0, N, OUR_BATCH):
-        utils.train_batch(data, order[i:i + OUR_BATCH], PAD, gen)
+    epoch = timed(lambda: [utils.train_batch(data, order[i:i + OUR_BATCH], PAD, gen)
+                           for i in range(0, N, OUR_BATCH)])
+    return setup, epoch
 
 
 def data_conventional(images, labels, workers):
@@ -164,7 +171,8 @@ def main():
 
     # (a) data preparation, one epoch of 50,000 images
     gen = torch.Generator().manual_seed(0)
-    ours_a = timed(lambda: data_ours(as_data(x, y), gen))
+    setup_a, epoch_a = data_ours(x, y, gen)
+    ours_a = epoch_a + setup_a / EPOCHS  # per epoch of a notebook run, the setup shared out
     conv_a = {w: timed(lambda: data_conventional(images, labels, w)) for w in (0, 2)}
     best_w = min(conv_a, key=conv_a.get)
 
@@ -179,7 +187,10 @@ def main():
     conv_c = eval_conventional(images, labels, args.eval_images)
 
     rows = [("(a) data prep, 1 epoch (s)", f"{conv_a[best_w]:.2f} (workers={best_w}; "
-             f"{conv_a[0]:.2f} / {conv_a[2]:.2f} for 0 / 2)", f"{ours_a:.2f}", conv_a[best_w] / ours_a),
+             f"{conv_a[0]:.2f} / {conv_a[2]:.2f} for 0 / 2)",
+             f"{ours_a:.3f} ({epoch_a:.3f} + {setup_a:.2f}/{EPOCHS} setup)", conv_a[best_w] / ours_a),
+            ("(a) incl. all setup, 1 epoch (s)", f"{conv_a[best_w]:.2f}", f"{epoch_a + setup_a:.2f}",
+             conv_a[best_w] / (epoch_a + setup_a)),
             ("(b) train images/s", f"{conv_b:,.0f} (batch {CONV_BATCH}, NCHW, eager)",
              f"{ours_b:,.0f} (batch {OUR_BATCH}, channels_last)", ours_b / conv_b),
             ("(c) eval images/s", f"{conv_c:,.0f}", f"{ours_c:,.0f}", ours_c / conv_c),
@@ -193,7 +204,8 @@ def main():
         print(f"{'(b) train, torch.compile':<28} {'':<44} {compiled:<34,.0f} {compiled / ours_b:.2f}x vs eager")
     summary = {"machine": machine, "data_speedup": round(conv_a[best_w] / ours_a, 1), "train_speedup": round(ours_b / conv_b, 2),
                "eval_speedup": round(ours_c / conv_c, 2), "data_s_conventional": round(conv_a[best_w], 2),
-               "data_s_ours": round(ours_a, 3), "train_ips_conventional": round(conv_b),
+               "data_s_ours": round(ours_a, 3), "data_s_ours_epoch": round(epoch_a, 3),
+               "data_s_ours_setup": round(setup_a, 2), "epochs": EPOCHS, "train_ips_conventional": round(conv_b),
                "train_ips_ours": round(ours_b), "eval_ips_conventional": round(conv_c),
                "eval_ips_ours": round(ours_c), "eval_gflops_ours": round(ours_c * flops / 1e9, 1),
                "conventional_workers": best_w, "threads": torch.get_num_threads()}

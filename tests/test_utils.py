@@ -72,7 +72,7 @@ def test_empty_or_partial_folders_raise_clearly(tmp_path, offline):
 
 def test_augment_draws_per_image_and_keeps_shape_and_values():
     x = torch.arange(32 * 32, dtype=torch.int32).view(1, 1, 32, 32).repeat(64, 3, 1, 1)
-    out = utils.augment(x, 4, torch.Generator().manual_seed(0))
+    out = utils.augment(x, torch.arange(64), 4, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == x.dtype
     assert set(out.unique().tolist()) <= set(x.unique().tolist())  # pixels moved, never invented
     distinct = {tuple(img[0, :, 16].tolist()) + tuple(img[0, 16].tolist()) for img in out}
@@ -82,11 +82,31 @@ def test_augment_draws_per_image_and_keeps_shape_and_values():
     assert torch.equal(out[:, 0], out[:, 1])  # one crop per image, shared by its channels
 
 
-def test_augment_without_shift_only_flips():
-    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
-    out = utils.augment(x, 0, torch.Generator().manual_seed(0))
-    for a, b in zip(out, x):
+def test_augment_without_shift_only_flips_the_chosen_images():
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    idx = torch.tensor([5, 0, 5, 11])
+    out = utils.augment(x, idx, 0, torch.Generator().manual_seed(0))
+    assert out.shape == (4, 3, 32, 32) and out.is_contiguous(memory_format=torch.channels_last)
+    for a, i in zip(out, idx):
+        assert torch.equal(a, x[i]) or torch.equal(a, x[i].flip(2))
+
+
+def test_augment_crop_is_a_reflect_padded_window():
+    x = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    out = utils.augment(x, torch.arange(8), 2, torch.Generator().manual_seed(3))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    for a, p in zip(out, padded):
+        windows = [p[:, i:i + 32, j:j + 32] for i in range(5) for j in range(5)]
+        assert any(torch.equal(a, w) or torch.equal(a, w.flip(2)) for w in windows)
+
+
+def test_train_batch_normalizes_once_and_matches_normalize(data):
+    gen = torch.Generator().manual_seed(0)
+    x, y = utils.train_batch(data, torch.arange(12), 0, gen)
+    assert "train_pixels" in vars(data)  # cached: later epochs reuse it
+    for a, b in zip(x, data.normalize(data.x_train[:12])):
         assert torch.equal(a, b) or torch.equal(a, b.flip(2))
+    assert torch.equal(y, data.y_train[:12])
 
 
 # ----------------------------------------------------------------------------- training
@@ -145,11 +165,16 @@ def test_results_and_figures_are_written(data, tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_misclassified_are_really_wrong(data):
+def test_misclassified_are_really_wrong_and_drawn_from_all_mistakes(data):
     model, _ = run(data, seed=0, epochs=1)
     idx, pred = utils.misclassified(model, data)
     assert 0 < len(idx) <= 10
     assert (pred != data.y_test[idx]).all()
+    wrong = (utils.predict(model, data.x_test, data).argmax(1) != data.y_test).nonzero().flatten()
+    assert torch.equal(idx, utils.misclassified(model, data)[0])  # seeded: same pick every call
+    if len(wrong) > 20:  # the test split is stored sorted by class: not just the first ten
+        assert not torch.equal(idx, wrong[:10])
+        assert not torch.equal(idx, utils.misclassified(model, data, seed=1)[0])
 
 
 def test_interrupted_write_leaves_no_file(tmp_path):
@@ -198,3 +223,13 @@ def test_batch_statistics_leave_the_bn_model_untouched(data):
     acc = utils.batch_stats_acc(model, data, sizes=(1, 60))
     assert set(acc) == {"1", "60"} and all(0 <= a <= 100 for a in acc.values())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_batch_statistics_use_random_batches_not_stored_order(data, monkeypatch):
+    model, _ = run(data, seed=0, epochs=1)
+    seen = []
+    monkeypatch.setattr(data, "normalize", lambda x: seen.append(x.clone()) or utils.Data.normalize(data, x))
+    utils.batch_stats_acc(model, data, sizes=(6,))
+    first = seen[0]
+    stored = [i for i in range(len(data.x_test)) if any(torch.equal(data.x_test[i], im) for im in first)]
+    assert len(stored) == 6 and stored != list(range(6))  # not the first six stored images
