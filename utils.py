@@ -664,6 +664,20 @@ def speed_table(out_dir="images"):
     return "\n".join(rows)
 
 
+def seeds_table(out_dir="images", other_dir="images/seed1"):
+    """Each model's final accuracies under the main seed and a second one, from both results folders."""
+    main, other = load_results(out_dir), load_results(other_dir)
+    if not other:
+        return f"_No second-seed results yet in {other_dir}/._"
+    rows = ["| model | seed | train acc % | test acc % | seed | train acc % | test acc % | test difference (points) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for n in (n for n in NORM_NAMES if n in main and n in other):
+        a, b = main[n], other[n]
+        rows.append(f"| {NORM_NAMES[n]} | {a['seed']} | {a['train_acc']:.2f} | {a['test_acc']:.2f} | {b['seed']} "
+                    f"| {b['train_acc']:.2f} | {b['test_acc']:.2f} | {b['test_acc'] - a['test_acc']:+.2f} |")
+    return "\n".join(rows)
+
+
 def replace_between(text, name, body):
     """Replace what stands between <!-- name:start --> and <!-- name:end --> with body."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -683,6 +697,7 @@ def update_readme(readme="README.md", out_dir="images"):
     text = replace_between(text, "findings", findings(out_dir))
     text = replace_between(text, "hardware", provenance(out_dir))
     text = replace_between(text, "speed", speed_table(out_dir))
+    text = replace_between(text, "seeds", seeds_table(out_dir, Path(out_dir) / "seed1"))
     _atomic_write(path, lambda p: Path(p).write_text(text))
     print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
 

@@ -17,21 +17,31 @@ def outputs_text(nb):
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
-@pytest.mark.parametrize("norm", NOTEBOOKS)
-def test_executed_notebook_matches_its_results(norm):
-    if norm not in RESULTS:
-        pytest.skip(f"no images/results_{norm}.json committed yet")
-    nb = nbformat.read(ROOT / NOTEBOOKS[norm], as_version=4)
+# the main runs (notebooks at the top level) and the second-seed runs (executed copies in images/seed1)
+RUNS = {f"{d.name}/{n}": (d, n, where / NOTEBOOKS[n]) for d, where in ((IMAGES, ROOT), (IMAGES / "seed1", IMAGES / "seed1"))
+        for n in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_executed_notebook_matches_its_results(run):
+    out_dir, norm, notebook = RUNS[run]
+    results = utils.load_results(out_dir)
+    if norm not in results:
+        pytest.skip(f"no {out_dir.name}/results_{norm}.json committed yet")
+    nb = nbformat.read(notebook, as_version=4)
     text = outputs_text(nb)
-    r = RESULTS[norm]
+    r = results[norm]
     assert f"FINAL {norm}: train_acc={r['train_acc']:.2f}% test_acc={r['test_acc']:.2f}%" in text
     assert r["epochs"] <= 20 and r["params"] < 50_000
     assert len(r["history"]["test_acc"]) == r["epochs"] and r["test_acc"] == r["history"]["test_acc"][-1]
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS.values())
-def test_committed_notebooks_read_well_on_github(name):
-    raw = (ROOT / name).read_text()
+@pytest.mark.parametrize("run", RUNS)
+def test_committed_notebooks_read_well_on_github(run):
+    notebook = RUNS[run][2]
+    if not notebook.exists():
+        pytest.skip(f"{notebook.name} not committed in {notebook.parent.name}/")
+    raw = notebook.read_text()
     nb = nbformat.reads(raw, as_version=4)
     text = outputs_text(nb)
     assert "\r" not in text, "progress bars must leave clean lines"
@@ -47,6 +57,7 @@ def test_readme_tables_are_generated_from_the_results():
     readme = (ROOT / "README.md").read_text()
     assert utils.results_table(IMAGES) in readme
     assert utils.findings(IMAGES) in readme
+    assert utils.seeds_table(IMAGES, IMAGES / "seed1") in readme
     assert utils.layer_table() in readme
     assert utils.norm_tables(utils.norm_example()) in readme
     for png in re.findall(r"\]\((images/[^)]+\.png)\)", readme):
