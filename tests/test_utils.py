@@ -190,10 +190,13 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
     model, hist = run(data, seed=0, epochs=1)
     utils.save_results(tmp_path, model, hist, 0, "cpu", data, extra={"test_acc_flip_tta": 12.5})
     readme = tmp_path / "README.md"
-    names = ("results", "norm-tables", "architecture", "findings", "hardware", "speed")
+    second = dict(hist, test_acc=hist["test_acc"][:-1] + [hist["test_acc"][-1] - 1.25])
+    utils.save_results(tmp_path / "seed1", model, second, 1, "cpu", data)
+    names = ("results", "norm-tables", "architecture", "findings", "hardware", "speed", "seeds")
     readme.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in names) + "rest\n")
     utils.update_readme(readme, tmp_path)
     text = readme.read_text()
+    assert "| 0 |" in text and "| 1 |" in text and "| -1.25 |" in text  # seeds, from both folders
     assert "STALE" not in text and text.startswith("intro\n") and text.endswith("rest\n")
     assert f"**{hist['test_acc'][-1]:.2f}**" in text and "12.50" in text
     assert "| **total** | | | | | **47,818** |" in text  # architecture, from model.py
