@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NORM_NAMES = {"bn": "Batch Norm", "gn": "Group Norm", "ln": "Layer Norm"}
+SEED_DIR = "seed1"  # second-seed runs: results, figures and executed notebooks, inside out_dir
 OFFLINE_HINT = ("python -m zipfile -e ../shared/cifar10-jpeg.zip data/ and set data_root='data/cifar10', "
                 "or run once on a machine with internet so torchvision can download CIFAR-10")
 
@@ -28,6 +29,11 @@ def get_device(device="auto"):
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def seeded_order(n, seed, device):
+    """A fixed random permutation of range(n): for picks that must not follow the stored order."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
 def set_seed(seed):
@@ -328,8 +334,8 @@ def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000), seed=0):
     """
     import copy
     probe = copy.deepcopy(model).train()
-    order = torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(seed))
-    x, y = data.x_test[order.to(data.x_test.device)], data.y_test[order.to(data.y_test.device)]
+    order = seeded_order(len(data.y_test), seed, data.y_test.device)
+    x, y = data.x_test[order], data.y_test[order]
     acc = {}
     for bs in sizes:
         correct = sum((probe(data.normalize(x[i:i + bs])).argmax(1) == y[i:i + bs]).sum().item()
@@ -436,8 +442,7 @@ def misclassified(model, data, n=10, seed=0):
     its mistakes: the stored order may be sorted by class, so the first n would all share one class."""
     pred = predict(model, data.x_test, data).argmax(1)
     wrong = (pred != data.y_test).nonzero().flatten()
-    pick = torch.randperm(len(wrong), generator=torch.Generator().manual_seed(seed))[:n]
-    wrong = wrong[pick.to(wrong.device)].sort().values
+    wrong = wrong[seeded_order(len(wrong), seed, wrong.device)[:n]].sort().values
     return wrong, pred[wrong]
 
 
@@ -624,10 +629,11 @@ def findings(out_dir="images"):
 
 
 def provenance(out_dir="images"):
-    """Which data, hardware, torch and seed produced each results file."""
-    rows = ["| model | data | hardware | torch | seed | minutes |", "|---|---|---|---|---|---|"]
-    rows += [f"| {NORM_NAMES[n]} | {r['data']} | {r['device']} | {r['torch']} | {r['seed']} | {r['minutes']:.1f} |"
-             for n, r in load_results(out_dir).items()]
+    """Which data, hardware, torch and seed produced each results file, second-seed runs included."""
+    rows = ["| model | results file | data | hardware | torch | seed | minutes |", "|---|---|---|---|---|---|---|"]
+    for d in (Path(out_dir), Path(out_dir) / SEED_DIR):
+        rows += [f"| {NORM_NAMES[n]} | `{d.relative_to(Path(out_dir).parent).as_posix()}/results_{n}.json` | {r['data']} | {r['device']} | {r['torch']} "
+                 f"| {r['seed']} | {r['minutes']:.1f} |" for n, r in load_results(d).items()]
     return "\n".join(rows)
 
 
@@ -664,11 +670,11 @@ def speed_table(out_dir="images"):
     return "\n".join(rows)
 
 
-def seeds_table(out_dir="images", other_dir="images/seed1"):
-    """Each model's final accuracies under the main seed and a second one, from both results folders."""
-    main, other = load_results(out_dir), load_results(other_dir)
+def seeds_table(out_dir="images"):
+    """Each model's final accuracies under the main seed and a second one (<out_dir>/seed1)."""
+    main, other = load_results(out_dir), load_results(Path(out_dir) / SEED_DIR)
     if not other:
-        return f"_No second-seed results yet in {other_dir}/._"
+        return f"_No second-seed results yet in {Path(out_dir) / SEED_DIR}/._"
     rows = ["| model | seed | train acc % | test acc % | seed | train acc % | test acc % | test difference (points) |",
             "|---|---|---|---|---|---|---|---|"]
     for n in (n for n in NORM_NAMES if n in main and n in other):
@@ -697,7 +703,7 @@ def update_readme(readme="README.md", out_dir="images"):
     text = replace_between(text, "findings", findings(out_dir))
     text = replace_between(text, "hardware", provenance(out_dir))
     text = replace_between(text, "speed", speed_table(out_dir))
-    text = replace_between(text, "seeds", seeds_table(out_dir, Path(out_dir) / "seed1"))
+    text = replace_between(text, "seeds", seeds_table(out_dir))
     _atomic_write(path, lambda p: Path(p).write_text(text))
     print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
 

@@ -18,7 +18,7 @@ def outputs_text(nb):
 
 
 # the main runs (notebooks at the top level) and the second-seed runs (executed copies in images/seed1)
-RUNS = {f"{d.name}/{n}": (d, n, where / NOTEBOOKS[n]) for d, where in ((IMAGES, ROOT), (IMAGES / "seed1", IMAGES / "seed1"))
+RUNS = {f"{d.name}/{n}": (d, n, where / NOTEBOOKS[n]) for d, where in ((IMAGES, ROOT), (IMAGES / utils.SEED_DIR, IMAGES / utils.SEED_DIR))
         for n in NOTEBOOKS}
 
 
@@ -57,7 +57,7 @@ def test_readme_tables_are_generated_from_the_results():
     readme = (ROOT / "README.md").read_text()
     assert utils.results_table(IMAGES) in readme
     assert utils.findings(IMAGES) in readme
-    assert utils.seeds_table(IMAGES, IMAGES / "seed1") in readme
+    assert utils.seeds_table(IMAGES) in readme
     assert utils.layer_table() in readme
     assert utils.norm_tables(utils.norm_example()) in readme
     for png in re.findall(r"\]\((images/[^)]+\.png)\)", readme):
