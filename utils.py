@@ -295,7 +295,7 @@ def param_groups(model, weight_decay):
 
 
 def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=0.9,
-        label_smoothing=0.1, pad=4, pct_start=0.25):
+        label_smoothing=0.1, pad=4, pct_start=0.15):
     """SGD (Nesterov) under a OneCycle schedule; returns the per-epoch history."""
     if len(data.y_train) < batch_size:
         raise ValueError(f"the train set has {len(data.y_train)} images, fewer than one batch "
@@ -554,10 +554,17 @@ def plot_norm_sets(x, out_dir="images", groups=2):
 
 # ----------------------------------------------------------------------------- README tables
 
-def layer_table(size=32):
-    """The architecture as a markdown table: channels, output size, receptive field, params per variant."""
+def model_config(norm, out_dir="images"):
+    """Net keyword arguments of the published run of `norm` (its results file), else Net's defaults."""
+    config = load_results(out_dir).get(norm, {}).get("config", {})
+    return {k: config[k] for k in ("groups", "norm_1x1") if k in config}
+
+
+def layer_table(size=32, out_dir="images"):
+    """The architecture as a markdown table: channels, output size, receptive field, params per variant
+    (each variant as its results file says it was built)."""
     from model import Net
-    models = {norm: Net(norm) for norm in NORM_NAMES}
+    models = {norm: Net(norm, **model_config(norm, out_dir)) for norm in NORM_NAMES}
     shapes = {}
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.update({n: (i[0].shape[1], o.shape)}))
              for n, m in models["bn"].named_children()]
@@ -573,11 +580,13 @@ def layer_table(size=32):
             rf, jump, what = rf + jump, jump * 2, "max-pool 2x2"
         elif isinstance(layer, torch.nn.AdaptiveAvgPool2d):
             what = "global average pool"
-        elif isinstance(layer, torch.nn.Conv2d):
+        elif name in ("c3", "c6", "C10"):
+            normed = [n.upper() for n in NORM_NAMES if not isinstance(getattr(models[n], name), torch.nn.Conv2d)]
             what = "1x1 conv" + (" to the 10 logits" if name == "C10" else "")
+            what += f" (+ norm, GELU in {', '.join(normed)})" if normed else ""
         else:
             rf += 2 * jump
-            what = "3x3 conv, norm" + (", ReLU" if len(layer) > 2 else " (ReLU after the residual add)")
+            what = "3x3 conv, norm" + (", GELU" if len(layer) > 2 else " (GELU after the residual add)")
         params = [sum(p.numel() for p in getattr(models[n], name).parameters()) for n in NORM_NAMES]
         size_txt = "1x1" if name in ("GAP", "C10") else f"{out[2]}x{out[3]}"
         rf_txt = f"{rf}x{rf}" if name not in ("GAP", "C10") else "whole image"
@@ -699,7 +708,7 @@ def update_readme(readme="README.md", out_dir="images"):
     path = Path(readme)
     text = replace_between(path.read_text(), "results", results_table(out_dir))
     text = replace_between(text, "norm-tables", norm_tables(norm_example()))
-    text = replace_between(text, "architecture", layer_table())
+    text = replace_between(text, "architecture", layer_table(out_dir=out_dir))
     text = replace_between(text, "findings", findings(out_dir))
     text = replace_between(text, "hardware", provenance(out_dir))
     text = replace_between(text, "speed", speed_table(out_dir))

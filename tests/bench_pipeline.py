@@ -28,6 +28,7 @@ CONV_BATCH = 128        # the conventional submissions' batch size
 OUR_BATCH = 128         # the notebooks' batch_size
 PAD = 2                 # the notebooks' pad
 EPOCHS = 20             # the notebooks' epochs: our one-time normalization is shared by this many
+NORM_1X1 = True         # the BN notebook's norm_1x1: the model both sides train
 MEAN, STD = (0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606)
 
 
@@ -49,6 +50,11 @@ def conventional_loader(images, labels, workers, train=True, batch_size=CONV_BAT
     tf = T.Compose(aug + [T.ToTensor(), T.Normalize(MEAN, STD)])
     return DataLoader(PILDataset(images, labels, tf), batch_size=batch_size, shuffle=train,
                       num_workers=workers, persistent_workers=False)
+
+
+def bn_model():
+    """The BN model exactly as the BN notebook builds it."""
+    return Net("bn", norm_1x1=NORM_1X1)
 
 
 def synthetic(n, seed=0):
@@ -92,7 +98,7 @@ def data_conventional(images, labels, workers):
 
 def train_conventional(images, labels, steps, workers):
     """Plain eager defaults: NCHW, batch 128, SGD with momentum, DataLoader feeding."""
-    model = Net("bn")
+    model = bn_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     model.train()
     it = iter(conventional_loader(images, labels, workers))
@@ -112,7 +118,7 @@ def train_ours(x, y, steps, compile_model=False):
     n = steps * OUR_BATCH
     data = as_data(x[:n], y[:n])
     gen = utils.set_seed(0)
-    model = Net("bn").to(memory_format=torch.channels_last)
+    model = bn_model().to(memory_format=torch.channels_last)
     if compile_model:
         model = torch.compile(model)
     opt = torch.optim.SGD(utils.param_groups(model, 5e-4), lr=0.05, momentum=0.9, nesterov=True, foreach=True)
@@ -140,7 +146,7 @@ def conv_flops(model, size=32):
 
 
 def eval_conventional(images, labels, n):
-    model = Net("bn").eval()
+    model = bn_model().eval()
     loader = conventional_loader(images[:n], labels[:n], 0, train=False)
     with torch.no_grad():
         seconds = timed(lambda: [model(x) for x, _ in loader])
@@ -148,7 +154,7 @@ def eval_conventional(images, labels, n):
 
 
 def eval_ours(x, y, n):
-    model = Net("bn").to(memory_format=torch.channels_last)
+    model = bn_model().to(memory_format=torch.channels_last)
     data = as_data(x[:n], y[:n])
     utils.predict(model, data.x_test[:1000], data)  # warm-up
     return n / timed(lambda: utils.predict(model, data.x_test, data))
@@ -182,7 +188,7 @@ def main():
     compiled = train_ours(x, y, args.steps, compile_model=True) if args.compile else None
 
     # (c) evaluation throughput and achieved GFLOP/s
-    flops = conv_flops(Net("bn"))
+    flops = conv_flops(bn_model())
     ours_c = eval_ours(x, y, args.eval_images)
     conv_c = eval_conventional(images, labels, args.eval_images)
 

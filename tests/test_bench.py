@@ -20,6 +20,7 @@ def test_bench_uses_the_notebook_settings():
     assert bench.OUR_BATCH == p["batch_size"]
     assert bench.PAD == p["pad"]
     assert bench.EPOCHS == p["epochs"]
+    assert bench.NORM_1X1 == p["norm_1x1"] and bench.bn_model().c3[1].num_features == 24
 
 
 def test_bench_pieces_run_small():
@@ -30,6 +31,6 @@ def test_bench_pieces_run_small():
     images, labels = x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy()
     assert bench.train_conventional(images, labels, steps=2, workers=0) > 0
     assert bench.eval_ours(x, y, 256) > 0 and bench.eval_conventional(images, labels, 256) > 0
-    assert bench.conv_flops(bench.Net("bn")) > 1e6
+    assert bench.conv_flops(bench.bn_model()) > 1e6
     batch, label = next(iter(bench.conventional_loader(images, labels, 0)))
     assert batch.shape == (bench.CONV_BATCH, 3, 32, 32) and batch.dtype == torch.float32

@@ -39,11 +39,23 @@ def test_kernel_sizes_and_layer_kinds(norm):
     assert model.C10.out_channels == 10
 
 
+@pytest.mark.parametrize("norm_1x1", (False, True))
 @pytest.mark.parametrize("norm", NORMS)
-def test_parameter_budget(norm):
-    n = count_params(Net(norm))
+def test_parameter_budget(norm, norm_1x1):
+    n = count_params(Net(norm, norm_1x1=norm_1x1))
     assert 40_000 < n < 50_000
-    assert count_params(Net(norm)) == count_params(Net("bn"))  # same affine size for every norm
+    assert n == count_params(Net("bn", norm_1x1=norm_1x1))  # same affine size for every norm
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_norm_1x1_gives_the_1x1_convs_a_norm_and_gelu(norm):
+    plain, normed = Net(norm), Net(norm, norm_1x1=True)
+    assert isinstance(plain.c3, nn.Conv2d) and isinstance(plain.c6, nn.Conv2d)
+    for c, width in ((normed.c3, 24), (normed.c6, 32)):
+        assert [type(m) for m in c] == [nn.Conv2d, type(normed.C1[1]), nn.GELU]
+        assert c[0].out_channels == width and c[1].weight.numel() == width
+    assert count_params(normed) - count_params(plain) == 2 * (24 + 32)  # one scale and shift per channel
+    assert normed(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_norm_layers_per_variant():

@@ -7,6 +7,7 @@ import pytest
 
 import utils
 from conftest import ROOT
+from model import Net, count_params
 
 IMAGES = ROOT / "images"
 RESULTS = utils.load_results(IMAGES)
@@ -69,4 +70,5 @@ def test_results_files_are_complete():
         for key in ("norm", "params", "epochs", "train_acc", "test_acc", "history", "seed", "device", "data", "torch"):
             assert key in r, (norm, key)
         assert set(r["history"]) == {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
+        assert r["params"] == count_params(Net(norm, **utils.model_config(norm, IMAGES)))  # the architecture table
         json.dumps(r)

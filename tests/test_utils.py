@@ -6,7 +6,7 @@ import torch
 
 import utils
 from conftest import make_image_folder
-from model import Net
+from model import Net, count_params
 
 
 # ----------------------------------------------------------------------------- data
@@ -204,6 +204,15 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
     assert "| mean | 2.833 |" in text  # the worked example
     with pytest.raises(ValueError, match="markers"):
         utils.replace_between("no markers", "results", "x")
+
+
+def test_architecture_table_builds_each_variant_as_its_run_did(data, tmp_path):
+    model, hist = run(data, seed=0, epochs=1)
+    utils.save_results(tmp_path, model, hist, 0, "cpu", data, extra={"config": {"groups": 4, "norm_1x1": True}})
+    table = utils.layer_table(out_dir=tmp_path)
+    bn, plain = count_params(Net("bn", norm_1x1=True)), count_params(Net("gn"))
+    assert bn > plain and f"| **total** | | | | | **{bn:,}** | **{plain:,}** | **{plain:,}** |" in table
+    assert "| c3 | 1x1 conv (+ norm, GELU in BN) | 16→24 |" in table
 
 
 def test_progress_keeps_one_clean_line_per_bar(capsys):
