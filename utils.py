@@ -693,6 +693,31 @@ def seeds_table(out_dir="images"):
     return "\n".join(rows)
 
 
+def tuning_table(tuning_dir="images/tuning"):
+    """The validation sweeps (<tuning_dir>/gpu_sweep*/sweep.jsonl): the seed spread of every recipe run
+    under 3 or more seeds, then all runs in a collapsed block."""
+    runs = [(d.name, json.loads(line)) for d in sorted(Path(tuning_dir).glob("gpu_sweep*"))
+            for line in (d / "sweep.jsonl").read_text().splitlines()]
+    if not runs:
+        return f"_No validation sweeps in {tuning_dir}/._"
+    recipes = {}
+    for _, r in runs:
+        recipes.setdefault(json.dumps({k: v for k, v in r["cfg"].items() if k != "seed"}), []).append(r)
+    rows = ["| model | recipe (changes from the first sweep's base) | seeds | val acc % mean | min | max |",
+            "|---|---|---|---|---|---|"]
+    for group in sorted((g for g in recipes.values() if len(g) >= 3), key=lambda g: list(NORM_NAMES).index(g[0]["cfg"]["norm"])):
+        acc = [r["val_acc"] for r in group]
+        recipe = ",".join(p for p in group[0]["name"].split(",") if not p.startswith("seed="))
+        rows.append(f"| {group[0]['cfg']['norm'].upper()} | `{recipe}` | {len(acc)} | {sum(acc) / len(acc):.2f} "
+                    f"| {min(acc):.2f} | {max(acc):.2f} |")
+    rows += ["", f"<details><summary>All {len(runs)} validation runs, best first within each sweep</summary>", "",
+             "| sweep | model | changes from the first sweep's base | train acc % | val acc % |",
+             "|---|---|---|---|---|"]
+    for sweep, r in sorted(runs, key=lambda sr: (sr[0], -sr[1]["val_acc"])):
+        rows.append(f"| {sweep} | {r['cfg']['norm'].upper()} | `{r['name']}` | {r['train_acc']:.2f} | {r['val_acc']:.2f} |")
+    return "\n".join(rows + ["", "</details>"])
+
+
 def replace_between(text, name, body):
     """Replace what stands between <!-- name:start --> and <!-- name:end --> with body."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -713,6 +738,7 @@ def update_readme(readme="README.md", out_dir="images"):
     text = replace_between(text, "hardware", provenance(out_dir))
     text = replace_between(text, "speed", speed_table(out_dir))
     text = replace_between(text, "seeds", seeds_table(out_dir))
+    text = replace_between(text, "tuning", tuning_table(Path(out_dir) / "tuning"))
     _atomic_write(path, lambda p: Path(p).write_text(text))
     print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
 
