@@ -6,8 +6,6 @@ Prints a table; the last line is one JSON object with data_speedup and train_spe
 """
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -171,8 +169,7 @@ def main():
     x, y = synthetic(N)
     images = x.permute(0, 2, 3, 1).contiguous().numpy()  # HWC uint8, as torchvision's CIFAR10 keeps it
     labels = y.numpy()
-    machine = (f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-               f"torch {torch.__version__}")
+    machine = f"{utils.hardware(torch.device('cpu'))}, torch {torch.__version__}"  # the results files' wording
     print("machine:", machine)
 
     # (a) data preparation, one epoch of 50,000 images
