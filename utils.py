@@ -554,9 +554,9 @@ def plot_norm_sets(x, out_dir="images", groups=2):
 
 # ----------------------------------------------------------------------------- README tables
 
-def model_config(norm, out_dir="images"):
-    """Net keyword arguments of the published run of `norm` (its results file), else Net's defaults."""
-    config = load_results(out_dir).get(norm, {}).get("config", {})
+def model_config(result):
+    """Net keyword arguments recorded in a results file's dict (none: Net's defaults)."""
+    config = result.get("config", {})
     return {k: config[k] for k in ("groups", "norm_1x1") if k in config}
 
 
@@ -564,7 +564,8 @@ def layer_table(size=32, out_dir="images"):
     """The architecture as a markdown table: channels, output size, receptive field, params per variant
     (each variant as its results file says it was built)."""
     from model import Net
-    models = {norm: Net(norm, **model_config(norm, out_dir)) for norm in NORM_NAMES}
+    results = load_results(out_dir)
+    models = {norm: Net(norm, **model_config(results.get(norm, {}))) for norm in NORM_NAMES}
     shapes = {}
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.update({n: (i[0].shape[1], o.shape)}))
              for n, m in models["bn"].named_children()]

@@ -70,5 +70,5 @@ def test_results_files_are_complete():
         for key in ("norm", "params", "epochs", "train_acc", "test_acc", "history", "seed", "device", "data", "torch"):
             assert key in r, (norm, key)
         assert set(r["history"]) == {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
-        assert r["params"] == count_params(Net(norm, **utils.model_config(norm, IMAGES)))  # the architecture table
+        assert r["params"] == count_params(Net(norm, **utils.model_config(r)))  # the architecture table
         json.dumps(r)

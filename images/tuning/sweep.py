@@ -3,7 +3,7 @@
 The test split is never looked at: each run trains on 45,000 train images and reports accuracy on the
 other 5,000 (a fixed, seeded split). Each finished run prints one JSON line; <out>/sweep.jsonl collects them.
 
-    python images/tuning/sweep.py --data data/cifar10 --out images/tuning/sweep1 --procs 12 --plan 1
+    python images/tuning/sweep.py --data data/cifar10 --out images/tuning/gpu_sweep1 --procs 14 --plan 1
 """
 import argparse
 import json
@@ -111,6 +111,8 @@ def worker(args):
 def main(args):
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.work).mkdir(parents=True, exist_ok=True)
+    for stale in Path(args.work).glob("sweep_*.jsonl"):  # an earlier sweep's runs must not join this one
+        stale.unlink()
     data = utils.load_cifar10(args.data, "cpu", train_subset=args.subset)  # decode once for all workers
     torch.save((data.x_train, data.y_train, data.classes), args.cache)
     deadline = time.time() + args.budget
