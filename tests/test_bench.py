@@ -26,8 +26,8 @@ def test_bench_uses_the_notebook_settings():
 def test_bench_pieces_run_small():
     x, y = bench.synthetic(4 * bench.OUR_BATCH)
     assert bench.train_ours(x, y, steps=2) > 0
-    setup, epoch = bench.data_ours(*bench.synthetic(bench.N), torch.Generator().manual_seed(0))
-    assert setup > 0 and epoch > 0
+    setup, epoch, alone = bench.data_ours(*bench.synthetic(bench.N), torch.Generator().manual_seed(0), steps=2)
+    assert setup > 0 and epoch > 0 and alone > 0
     images, labels = x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy()
     assert bench.train_conventional(images, labels, steps=2, workers=0) > 0
     assert bench.eval_ours(x, y, 256) > 0 and bench.eval_conventional(images, labels, 256) > 0

@@ -70,9 +70,13 @@ def test_empty_or_partial_folders_raise_clearly(tmp_path, offline):
 
 # ----------------------------------------------------------------------------- augmentation
 
+def augmented(x, idx, pad, seed):
+    return utils.augment(utils.crop_table(x, pad), idx, pad, torch.Generator().manual_seed(seed))
+
+
 def test_augment_draws_per_image_and_keeps_shape_and_values():
     x = torch.arange(32 * 32, dtype=torch.int32).view(1, 1, 32, 32).repeat(64, 3, 1, 1)
-    out = utils.augment(x, torch.arange(64), 4, torch.Generator().manual_seed(0))
+    out = augmented(x, torch.arange(64), 4, seed=0)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert set(out.unique().tolist()) <= set(x.unique().tolist())  # pixels moved, never invented
     distinct = {tuple(img[0, :, 16].tolist()) + tuple(img[0, 16].tolist()) for img in out}
@@ -83,27 +87,38 @@ def test_augment_draws_per_image_and_keeps_shape_and_values():
 
 
 def test_augment_without_shift_only_flips_the_chosen_images():
-    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     idx = torch.tensor([5, 0, 5, 11])
-    out = utils.augment(x, idx, 0, torch.Generator().manual_seed(0))
+    out = augmented(x, idx, 0, seed=0)
     assert out.shape == (4, 3, 32, 32) and out.is_contiguous(memory_format=torch.channels_last)
     for a, i in zip(out, idx):
         assert torch.equal(a, x[i]) or torch.equal(a, x[i].flip(2))
 
 
-def test_augment_crop_is_a_reflect_padded_window():
-    x = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    out = utils.augment(x, torch.arange(8), 2, torch.Generator().manual_seed(3))
-    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
-    for a, p in zip(out, padded):
-        windows = [p[:, i:i + 32, j:j + 32] for i in range(5) for j in range(5)]
-        assert any(torch.equal(a, w) or torch.equal(a, w.flip(2)) for w in windows)
+@pytest.mark.parametrize("pad", [1, 2, 4])
+def test_augment_is_a_reflect_padded_crop_then_a_flip_with_its_own_draws(pad):
+    x = torch.randn(16, 3, 32, 32)
+    idx = torch.tensor([3, 3, 0, 15, 7, 9, 9, 1])
+    out = augmented(x, idx, pad, seed=3)
+    gen = torch.Generator().manual_seed(3)  # the draws augment makes, in its order
+    dy = torch.randint(-pad, pad + 1, (8,), generator=gen)
+    dx = torch.randint(-pad, pad + 1, (8,), generator=gen)
+    flip = torch.rand(8, generator=gen) < 0.5
+    padded = torch.nn.functional.pad(x, (pad,) * 4, mode="reflect")
+    for k, i in enumerate(idx):  # the per-image loop the gather replaces
+        crop = padded[i, :, pad + dy[k]:pad + dy[k] + 32, pad + dx[k]:pad + dx[k] + 32]
+        assert torch.equal(out[k], crop.flip(2) if flip[k] else crop), k
+
+
+def test_crop_table_rejects_a_pad_reflection_cannot_fill():
+    with pytest.raises(ValueError, match="pad=32 must be in"):
+        utils.crop_table(torch.zeros(1, 3, 32, 32), 32)
 
 
 def test_train_batch_normalizes_once_and_matches_normalize(data):
     gen = torch.Generator().manual_seed(0)
     x, y = utils.train_batch(data, torch.arange(12), 0, gen)
-    assert "train_pixels" in vars(data)  # cached: later epochs reuse it
+    assert list(data.tables) == [0]  # cached: later epochs reuse it
     for a, b in zip(x, data.normalize(data.x_train[:12])):
         assert torch.equal(a, b) or torch.equal(a, b.flip(2))
     assert torch.equal(y, data.y_train[:12])
