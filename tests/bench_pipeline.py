@@ -1,6 +1,6 @@
 """Our tensor pipeline vs the conventional DataLoader + PIL transforms, on the same images and model.
 
-Run: python tests/bench_pipeline.py [--steps 30] [--compile]
+Run: python tests/bench_pipeline.py [--steps 30] [--variants]
 (pytest does not collect it: the name does not start with test_.)
 Prints a table; the last line is one JSON object with data_speedup and train_speedup.
 """
@@ -84,10 +84,9 @@ def sgd_step(model, opt, x, y):
 def data_ours(x, y, gen, steps):
     """Seconds of what utils.train() prepares: (one-time setup, one epoch in training, one epoch alone).
 
-    Setup: the train statistics and the normalized crop table. Per batch: utils.train_batch, timed between
-    training steps of the BN model as in utils.train(), averaged over `steps` batches and scaled to 50,000
-    images. Alone, in a loop that does nothing else, glibc maps and unmaps every 1.5 MB batch (about 380
-    page faults each), which a training loop, whose larger buffers raise glibc's mmap threshold, never pays.
+    Setup: the train statistics and the normalized crop table. In training: utils.train_batch timed between
+    training steps of the BN model, as utils.train() calls it, averaged over `steps` batches and scaled to
+    50,000 images. Alone: all batches of one epoch in a loop that does nothing else.
     """
     t0 = time.perf_counter()
     data = as_data(x, y)
@@ -95,7 +94,11 @@ def data_ours(x, y, gen, steps):
     setup = time.perf_counter() - t0
     order = torch.randperm(N, generator=gen)
     batches = [order[i:i + OUR_BATCH] for i in range(0, N, OUR_BATCH)]
-    alone = timed(lambda: [utils.train_batch(data, idx, PAD, gen) for idx in batches])
+
+    def epoch_alone():
+        for idx in batches:
+            utils.train_batch(data, idx, PAD, gen)  # dropped at once: keeping 391 batches would time page faults
+    alone = timed(epoch_alone)
     model = bn_model().to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, foreach=True)
     seconds = []
@@ -128,15 +131,17 @@ def train_conventional(images, labels, steps, workers):
     return steps * CONV_BATCH / (time.perf_counter() - t0)
 
 
-def train_ours(x, y, steps, compile_model=False):
-    """utils.train() itself, exactly as the notebooks call it through utils.fit(), over `steps` batches."""
+def train_ours(x, y, steps, compile_model=False, fused=False):
+    """utils.train() itself, exactly as the notebooks call it through utils.fit(), over `steps` batches
+    (compile_model, fused: variants the notebooks do not use, timed to see whether they would pay)."""
     n = steps * OUR_BATCH
     data = as_data(x[:n], y[:n])
     gen = utils.set_seed(0)
     model = bn_model().to(memory_format=torch.channels_last)
     if compile_model:
         model = torch.compile(model)
-    opt = torch.optim.SGD(utils.param_groups(model, 5e-4), lr=0.05, momentum=0.9, nesterov=True, foreach=True)
+    opt = torch.optim.SGD(utils.param_groups(model, 5e-4), lr=0.05, momentum=0.9, nesterov=True,
+                          **({"fused": True} if fused else {"foreach": True}))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=10 * steps)
     warm = as_data(x[:2 * OUR_BATCH], y[:2 * OUR_BATCH])  # first steps: allocator and compile warm-up
     utils.train(model, warm, opt, sched, OUR_BATCH, PAD, gen, 0, 0.1)
@@ -179,7 +184,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30, help="training steps timed per side")
     ap.add_argument("--eval-images", type=int, default=10_000)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile for our side")
+    ap.add_argument("--variants", action="store_true",
+                    help="also time our training with torch.compile, with fused SGD and with 1 thread")
     ap.add_argument("--out", help="also write the summary JSON here (e.g. images/bench.json)")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -191,15 +197,23 @@ def main():
 
     # (a) data preparation, one epoch of 50,000 images
     gen = torch.Generator().manual_seed(0)
-    setup_a, epoch_a, alone_a = data_ours(x, y, gen, args.steps)
-    ours_a = epoch_a + setup_a / EPOCHS  # per epoch of a notebook run, the setup shared out
+    setup_a, in_training_a, alone_a = data_ours(x, y, gen, args.steps)
+    ours_a = alone_a + setup_a / EPOCHS  # per epoch of a notebook run, the setup shared out
+    ours_in_training_a = in_training_a + setup_a / EPOCHS
     conv_a = {w: timed(lambda: data_conventional(images, labels, w)) for w in (0, 2)}
     best_w = min(conv_a, key=conv_a.get)
 
     # (b) training throughput, the BN model fed by each pipeline
     ours_b = train_ours(x, y, args.steps)
     conv_b = train_conventional(images, labels, args.steps, best_w)
-    compiled = train_ours(x, y, args.steps, compile_model=True) if args.compile else None
+    variants = {}
+    if args.variants:
+        variants["fused"] = train_ours(x, y, args.steps, fused=True)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        variants["1thread"] = train_ours(x, y, args.steps)
+        torch.set_num_threads(threads)
+        variants["compiled"] = train_ours(x, y, args.steps, compile_model=True)
 
     # (c) evaluation throughput and achieved GFLOP/s
     flops = conv_flops(bn_model())
@@ -208,11 +222,11 @@ def main():
 
     rows = [("(a) data prep, 1 epoch (s)", f"{conv_a[best_w]:.2f} (workers={best_w}; "
              f"{conv_a[0]:.2f} / {conv_a[2]:.2f} for 0 / 2)",
-             f"{ours_a:.3f} ({epoch_a:.3f} + {setup_a:.2f}/{EPOCHS} setup)", conv_a[best_w] / ours_a),
-            ("(a) incl. all setup, 1 epoch (s)", f"{conv_a[best_w]:.2f}", f"{epoch_a + setup_a:.2f}",
-             conv_a[best_w] / (epoch_a + setup_a)),
-            ("(a) 1 epoch alone, no training (s)", f"{conv_a[best_w]:.2f}", f"{alone_a:.3f} + {setup_a:.2f}/{EPOCHS} setup",
-             conv_a[best_w] / (alone_a + setup_a / EPOCHS)),
+             f"{ours_a:.3f} ({alone_a:.3f} + {setup_a:.2f}/{EPOCHS} setup)", conv_a[best_w] / ours_a),
+            ("(a) between training steps", "", f"{ours_in_training_a:.3f} ({in_training_a:.3f} + setup share)",
+             conv_a[best_w] / ours_in_training_a),
+            ("(a) incl. all setup, 1 epoch (s)", f"{conv_a[best_w]:.2f}", f"{alone_a + setup_a:.2f}",
+             conv_a[best_w] / (alone_a + setup_a)),
             ("(b) train images/s", f"{conv_b:,.0f} (batch {CONV_BATCH}, NCHW, eager)",
              f"{ours_b:,.0f} (batch {OUR_BATCH}, channels_last)", ours_b / conv_b),
             ("(c) eval images/s", f"{conv_c:,.0f}", f"{ours_c:,.0f}", ours_c / conv_c),
@@ -222,17 +236,17 @@ def main():
     print(f"{'measure':<28} {'conventional':<44} {'ours':<34} speedup")
     for name, conv, ours, speed in rows:
         print(f"{name:<28} {conv:<44} {ours:<34} {speed:.1f}x")
-    if compiled:
-        print(f"{'(b) train, torch.compile':<28} {'':<44} {compiled:<34,.0f} {compiled / ours_b:.2f}x vs eager")
+    for name, ips in variants.items():
+        print(f"{'(b) train, ' + name:<28} {'':<44} {ips:<34,.0f} {ips / ours_b:.2f}x vs ours")
     summary = {"machine": machine, "data_speedup": round(conv_a[best_w] / ours_a, 1), "train_speedup": round(ours_b / conv_b, 2),
                "eval_speedup": round(ours_c / conv_c, 2), "data_s_conventional": round(conv_a[best_w], 2),
-               "data_s_ours": round(ours_a, 3), "data_s_ours_epoch": round(epoch_a, 3),
-               "data_s_ours_setup": round(setup_a, 2), "data_s_ours_epoch_alone": round(alone_a, 3), "epochs": EPOCHS, "train_ips_conventional": round(conv_b),
+               "data_s_ours": round(ours_a, 3), "data_s_ours_epoch": round(alone_a, 3),
+               "data_s_ours_setup": round(setup_a, 2), "data_s_ours_epoch_in_training": round(in_training_a, 3),
+               "data_speedup_in_training": round(conv_a[best_w] / ours_in_training_a, 1), "epochs": EPOCHS, "train_ips_conventional": round(conv_b),
                "train_ips_ours": round(ours_b), "eval_ips_conventional": round(conv_c),
                "eval_ips_ours": round(ours_c), "eval_gflops_ours": round(ours_c * flops / 1e9, 1),
                "conventional_workers": best_w, "threads": torch.get_num_threads()}
-    if compiled:
-        summary["train_ips_compiled"] = round(compiled)
+    summary.update({f"train_ips_{name}": round(ips) for name, ips in variants.items()})
     if args.out:
         text = json.dumps(summary, indent=1) + "\n"
         utils._atomic_write(args.out, lambda p: Path(p).write_text(text))

@@ -221,6 +221,21 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
         utils.replace_between("no markers", "results", "x")
 
 
+def test_speed_table_comes_from_the_benchmark_file(tmp_path):
+    bench = {"machine": "CPU: test", "data_speedup": 30.4, "train_speedup": 1.78, "eval_speedup": 1.77,
+             "data_s_conventional": 7.67, "data_s_ours": 0.253, "data_s_ours_epoch": 0.153, "data_s_ours_setup": 2.0,
+             "data_s_ours_epoch_in_training": 0.422, "data_speedup_in_training": 14.7, "epochs": 20,
+             "train_ips_conventional": 603, "train_ips_ours": 1073, "eval_ips_conventional": 2142,
+             "eval_ips_ours": 3788, "eval_gflops_ours": 69.3, "conventional_workers": 2, "train_ips_fused": 1105}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    table = utils.speed_table(tmp_path)
+    assert "Machine: CPU: test." in table and "| **30.4x** |" in table and "| **1.78x** |" in table
+    assert "| 0.422 s per epoch + the same setup share | 14.7x |" in table
+    assert "| 2.15 s | 3.6x |" in table  # one epoch paying all of the setup: 7.67 / (0.153 + 2.0)
+    assert "fused SGD instead of foreach, images/s | | 1,105 | 1.03x vs ours |" in table
+    assert "torch.compile" not in table  # variants appear only when measured
+
+
 def test_architecture_table_builds_each_variant_as_its_run_did(data, tmp_path):
     model, hist = run(data, seed=0, epochs=1)
     utils.save_results(tmp_path, model, hist, 0, "cpu", data, extra={"config": {"groups": 4, "norm_1x1": True}})
