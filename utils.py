@@ -82,7 +82,8 @@ class Data:
                    mean.to(dev), std.to(dev), classes, source)
 
     def standardize(self, x):
-        """uint8 values with the channels in the last dim -> float, standardized with the train statistics."""
+        """Values with the channels in the last dim -> float, standardized with the train statistics
+        (a float x is standardized in place: crops() uses that to skip a 1.4 GB copy)."""
         return x.float().sub_(255 * self.mean.view(-1)).div_(255 * self.std.view(-1))
 
     def normalize(self, x):
