@@ -69,7 +69,7 @@ class Data:
     std: torch.Tensor
     classes: tuple
     source: str             # what was loaded, from where
-    tables: dict = field(default_factory=dict, repr=False)  # pad -> crop table of x_train, built on first use
+    tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # pad -> crops(pad), cached
 
     @classmethod
     def from_tensors(cls, x_train, y_train, x_test, y_test, classes, source, device="cpu"):
@@ -217,7 +217,7 @@ def crop_table(x, pad, dtype=None):
     table = torch.empty(n, 2, h, w + 2 * pad, c, dtype=dtype or x.dtype, device=x.device)
     table[:, 0, :, pad:pad + w] = rows
     table[:, 1, :, pad:pad + w] = rows.flip(2)
-    for j in range(1, pad + 1):  # reflect: the j-th column outside an edge repeats the j-th inside it
+    for j in range(1, pad + 1):  # reflect() as slice copies (faster here than indexing the columns)
         table[..., pad - j, :] = table[..., pad + j, :]
         table[..., pad + w - 1 + j, :] = table[..., pad + w - 1 - j, :]
     return table

@@ -141,7 +141,7 @@ def train_ours(x, y, steps, compile_model=False, fused=False):
     if compile_model:
         model = torch.compile(model)
     opt = torch.optim.SGD(utils.param_groups(model, 5e-4), lr=0.05, momentum=0.9, nesterov=True,
-                          **({"fused": True} if fused else {"foreach": True}))
+                          foreach=not fused, fused=fused)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=10 * steps)
     warm = as_data(x[:2 * OUR_BATCH], y[:2 * OUR_BATCH])  # first steps: allocator and compile warm-up
     utils.train(model, warm, opt, sched, OUR_BATCH, PAD, gen, 0, 0.1)
