@@ -1,4 +1,5 @@
 """The S8 network: C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP C10, with BN, GN or LN."""
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -88,3 +89,16 @@ class Net(nn.Module):
 
 def count_params(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def whiten_(conv, x, eps=5e-4):
+    """Data-dependent init: conv's filters become the top principal directions of x's patches, each
+    scaled to unit output variance, in +/- pairs (so a GELU after it passes either sign). x: (N, C, H, W)."""
+    k = conv.kernel_size[0]
+    patches = F.unfold(x.float(), k).transpose(1, 2).flatten(0, 1).double()  # (N*L, C*k*k)
+    evals, evecs = torch.linalg.eigh(torch.cov(patches.T))                    # ascending
+    n = conv.out_channels // 2
+    top = evecs[:, -n:].flip(1) / (evals[-n:].flip(0) + eps).sqrt()            # (C*k*k, n)
+    w = torch.cat([top, -top], 1).T.reshape(2 * n, -1, k, k)
+    conv.weight.zero_()[:2 * n] = w.to(conv.weight)

@@ -348,6 +348,13 @@ def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=0.
     return hist
 
 
+def whiten_init(model, data, n=5000, seed=0):
+    """Start C1 as a whitening of the 3x3 patches of n random train images (model.whiten_)."""
+    from model import whiten_
+    idx = seeded_order(len(data.y_train), seed, data.x_train.device)[:n]
+    whiten_(model.C1[0], data.normalize(data.x_train[idx]))
+
+
 def test_flip_tta(model, data, batch_size=EVAL_BATCH):
     """Accuracy % when each test image's logits are averaged with its mirror's (an extra, not the headline)."""
     logits = predict(model, data.x_test, data, batch_size) + predict(model, data.x_test.flip(3), data, batch_size)
@@ -730,10 +737,12 @@ def seeds_table(out_dir="images"):
 
 
 def tuning_table(tuning_dir="images/tuning"):
-    """The validation sweeps (<tuning_dir>/gpu_sweep*/sweep.jsonl): the seed spread of every recipe run
-    under 3 or more seeds, then all runs in a collapsed block."""
-    runs = [(d.name, json.loads(line)) for d in sorted(Path(tuning_dir).glob("gpu_sweep*"))
-            for line in (d / "sweep.jsonl").read_text().splitlines()]
+    """The validation sweeps (<tuning_dir>/<gpu or cpu>_sweep<k>/sweep.jsonl, in order of k): the seed
+    spread of every recipe run under 3 or more seeds, then all runs in a collapsed block."""
+    def sweep_no(name):
+        return int(name.rsplit("sweep", 1)[1])
+    sweeps = sorted(Path(tuning_dir).glob("*_sweep*/sweep.jsonl"), key=lambda f: sweep_no(f.parent.name))
+    runs = [(f.parent.name, json.loads(line)) for f in sweeps for line in f.read_text().splitlines()]
     if not runs:
         return f"_No validation sweeps in {tuning_dir}/._"
     recipes = {}
@@ -749,7 +758,7 @@ def tuning_table(tuning_dir="images/tuning"):
     rows += ["", f"<details><summary>All {len(runs)} validation runs, best first within each sweep</summary>", "",
              "| sweep | model | changes from the first sweep's base | train acc % | val acc % |",
              "|---|---|---|---|---|"]
-    for sweep, r in sorted(runs, key=lambda sr: (sr[0], -sr[1]["val_acc"])):
+    for sweep, r in sorted(runs, key=lambda sr: (sweep_no(sr[0]), -sr[1]["val_acc"])):
         rows.append(f"| {sweep} | {r['cfg']['norm'].upper()} | `{r['name']}` | {r['train_acc']:.2f} | {r['val_acc']:.2f} |")
     return "\n".join(rows + ["", "</details>"])
 

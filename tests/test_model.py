@@ -2,7 +2,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from model import NORMS, Net, count_params
+import torch.nn.functional as F
+
+from model import NORMS, Net, count_params, whiten_
 
 SPEC = ["C1", "C2", "c3", "P1", "C3", "C4", "C5", "c6", "P2", "C7", "C8", "C9", "GAP", "C10"]
 
@@ -99,3 +101,22 @@ def test_residual_branches_start_silent():
     model = Net("bn")
     for block in (model.C2, model.C5, model.C9):
         assert block[1].weight.abs().sum() == 0
+
+
+def test_whiten_gives_unit_variance_uncorrelated_features_in_sign_pairs():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 3, 10, 10, generator=gen)
+    x = x + x.roll(1, dims=3) + 0.5 * x[:, [1, 2, 0]]  # neighbouring pixels and channels correlate
+    conv = nn.Conv2d(3, 9, 3, bias=False)
+    whiten_(conv, x, eps=0)
+    out = F.conv2d(x, conv.weight)                      # the patches whiten_ measured (no padding)
+    feats = out[:, :4].permute(1, 0, 2, 3).flatten(1)   # (4, N*8*8)
+    assert torch.allclose(torch.cov(feats), torch.eye(4), atol=1e-4)
+    assert torch.allclose(out[:, 4:8], -out[:, :4])
+    assert conv.weight[8].abs().sum() == 0              # an odd filter out is left at zero
+    patches = F.unfold(x, 3).transpose(1, 2).flatten(0, 1).double()
+    top = torch.linalg.eigvalsh(torch.cov(patches.T))[-4:].flip(0)
+    direction = conv.weight[:4].flatten(1).double()
+    direction = direction / direction.norm(dim=1, keepdim=True)
+    spread = torch.einsum("kd,de,ke->k", direction, torch.cov(patches.T), direction)
+    assert torch.allclose(spread, top)                  # the 4 directions of largest variance, largest first

@@ -156,6 +156,16 @@ def test_too_small_a_train_set_is_refused(image_folder):
         utils.fit(Net("bn"), small, 1, batch_size=32, lr=0.1, gen=utils.set_seed(0))
 
 
+def test_whiten_init_is_seeded_and_keeps_c1_trainable(data):
+    a, b = Net("bn"), Net("bn")
+    utils.whiten_init(a, data, n=64, seed=0)
+    utils.whiten_init(b, data, n=64, seed=0)
+    assert torch.equal(a.C1[0].weight, b.C1[0].weight)
+    assert not torch.equal(a.C1[0].weight, Net("bn").C1[0].weight)
+    utils.whiten_init(b, data, n=64, seed=1)  # other images, other patch statistics
+    assert not torch.equal(a.C1[0].weight, b.C1[0].weight)
+    assert a.C1[0].weight.requires_grad and count_params(a) == count_params(Net("bn"))
+
 # ----------------------------------------------------------------------------- results and figures
 
 def test_results_and_figures_are_written(data, tmp_path):
@@ -275,3 +285,20 @@ def test_batch_statistics_use_random_batches_not_stored_order(data, monkeypatch)
     first = seen[0]
     stored = [i for i in range(len(data.x_test)) if any(torch.equal(data.x_test[i], im) for im in first)]
     assert len(stored) == 6 and stored != list(range(6))  # not the first six stored images
+
+
+def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
+    def sweep(folder, runs):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+
+    def run(name, val, seed, **cfg):
+        return {"name": name, "train_acc": 90.0, "val_acc": val, "cfg": {"norm": "bn", "seed": seed, **cfg}}
+    sweep("gpu_sweep2", [run("base", 80.0, 0), run("seed=1", 82.5, 1), run("seed=2", 81.0, 2)])
+    sweep("cpu_sweep10", [run("whiten=train", 84.0, 0, whiten="train")])
+    text = utils.tuning_table(tmp_path)
+    assert "| BN | `base` | 3 | 81.17 | 80.00 | 82.50 |" in text  # one recipe, three seeds
+    assert "whiten=train` | 1 |" not in text                     # one seed is no spread
+    order = [line.split("`")[1] for line in text.splitlines() if line.startswith("| gpu_") or line.startswith("| cpu_")]
+    assert order == ["seed=1", "seed=2", "base", "whiten=train"]  # sweep 2 before 10, best first within each
+    assert "No validation sweeps" in utils.tuning_table(tmp_path / "none")

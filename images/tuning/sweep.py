@@ -19,10 +19,10 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import utils  # noqa: E402
-from model import Net, count_params  # noqa: E402
+from model import Net, count_params, whiten_  # noqa: E402
 
 BASE = dict(norm="bn", widths=(16, 24, 32), epochs=20, bs=128, lr=0.1, wd=5e-4, ls=0.1, pad=2, pct=0.25,
-            act="relu", zero_init=True, c_act=False, groups=4, seed=0)
+            act="relu", zero_init=True, c_act=False, groups=4, seed=0, whiten=False)
 VAL = 5000  # held-out train images
 
 GELU = F.gelu
@@ -60,6 +60,8 @@ PLANS = {
          [{"lr": 0.4}, {"lr": 0.3, "seed": 1}, {"lr": 0.3, "c_act": True}, {"lr": 0.3, "ls": 0.05}]),
     ) for c in cs],
     4: [{**FINAL[n], "seed": k} for n in FINAL for k in range(2, 7)],  # seed spread of the final recipes
+    5: [{**FINAL["bn"], "whiten": w} for w in ("train", "frozen")],  # CPU: C1 starts as patch whitening
+    6: [{**FINAL[n], "whiten": "train"} for n in ("gn", "ln")],
 }
 
 
@@ -83,6 +85,9 @@ def run(cfg, tensors, device):
     if not cfg["zero_init"]:
         for block in (model.C2, model.C5, model.C9):
             nn.init.ones_(block[1].weight)
+    if cfg["whiten"]:
+        whiten_(model.C1[0], data.normalize(data.x_train[:5000]))
+        model.C1[0].weight.requires_grad_(cfg["whiten"] == "train")
     t0 = time.time()
     hist = utils.fit(model, data, cfg["epochs"], cfg["bs"], cfg["lr"], gen, weight_decay=cfg["wd"],
                      label_smoothing=cfg["ls"], pad=cfg["pad"], pct_start=cfg["pct"])
