@@ -1,9 +1,10 @@
-"""Recipe sweep on a held-out validation split, many runs side by side on one GPU.
+"""Recipe sweep on a held-out validation split, many runs side by side on one GPU (or two on a 2-core CPU).
 
 The test split is never looked at: each run trains on 45,000 train images and reports accuracy on the
 other 5,000 (a fixed, seeded split). Each finished run prints one JSON line; <out>/sweep.jsonl collects them.
 
     python images/tuning/sweep.py --data data/cifar10 --out images/tuning/gpu_sweep1 --procs 14 --plan 1
+    python images/tuning/sweep.py --data data/cifar10 --out images/tuning/cpu_sweep5 --procs 2 --plan 5
 """
 import argparse
 import json
@@ -27,7 +28,7 @@ VAL = 5000  # held-out train images
 
 GELU = F.gelu
 ACTS = {"relu": F.relu, "gelu": None, "silu": F.silu}  # model.py uses GELU; the first sweeps started from ReLU
-FINAL = {"bn": {"act": "gelu", "lr": 0.2, "pct": 0.15, "c_act": True},  # what the notebooks use
+FINAL = {"bn": {"act": "gelu", "lr": 0.2, "pct": 0.15, "c_act": True},  # the notebooks (BN adds whiten="train")
          "gn": {"norm": "gn", "act": "gelu", "lr": 0.3, "pct": 0.15},
          "ln": {"norm": "ln", "act": "gelu", "lr": 0.3, "pct": 0.15}}
 
@@ -61,7 +62,7 @@ PLANS = {
     ) for c in cs],
     4: [{**FINAL[n], "seed": k} for n in FINAL for k in range(2, 7)],  # seed spread of the final recipes
     5: [{**FINAL["bn"], "whiten": w} for w in ("train", "frozen")],  # CPU: C1 starts as patch whitening
-    6: [{**FINAL[n], "whiten": "train"} for n in ("gn", "ln")],
+    6: [{**FINAL[n], "whiten": "train"} for n in ("gn", "ln")],       # BN gained, so GN and LN too?
 }
 
 
