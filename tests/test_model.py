@@ -1,7 +1,6 @@
 import pytest
 import torch
 import torch.nn as nn
-
 import torch.nn.functional as F
 
 from model import NORMS, Net, count_params, whiten_

@@ -166,6 +166,7 @@ def test_whiten_init_is_seeded_and_keeps_c1_trainable(data):
     assert not torch.equal(a.C1[0].weight, b.C1[0].weight)
     assert a.C1[0].weight.requires_grad and count_params(a) == count_params(Net("bn"))
 
+
 # ----------------------------------------------------------------------------- results and figures
 
 def test_results_and_figures_are_written(data, tmp_path):
