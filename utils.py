@@ -9,6 +9,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 
 import torch
 import torch.nn.functional as F
@@ -722,6 +723,27 @@ def speed_table(out_dir="images"):
     return "\n".join(rows)
 
 
+def norm_speed_table(out_dir="images"):
+    """BN vs GN vs LN speed from <out_dir>/bench_norms.json (tests/bench_norms.py --out): medians over rounds,
+    and each model's time per image against BN's as the median of the per-round ratios."""
+    path = Path(out_dir) / "bench_norms.json"
+    if not path.exists():
+        return "_No benchmark yet: run `python tests/bench_norms.py --out images/bench_norms.json`._"
+    b = json.loads(path.read_text())
+    vs_bn = lambda ips, n: median([bn / m for bn, m in zip(ips["bn"], ips[n])])  # time ratio, same round
+    rows = [f"{b['machine']}; {b['rounds']} rounds, each timing every model once in turn: {b['steps']} training "
+            f"steps of batch {b['batch_size']} and {b['eval_images']:,} test images.", "",
+            "| model | 1x1 convs c3, c6 | train images/s (median, min-max) | train time vs BN | "
+            "eval images/s (median) | eval time vs BN |", "|---|---|---|---|---|---|"]
+    for n, m in b["models"].items():
+        tr, ev = b["train_ips"][n], b["eval_ips"][n]
+        label = NORM_NAMES[m["norm"]] + (" (as in its notebook)" if n in NORM_NAMES else "")
+        rows.append(f"| {label} | {'norm + GELU' if m['norm_1x1'] else 'plain'} | {median(tr):,.0f} "
+                    f"({min(tr):,.0f}-{max(tr):,.0f}) | {vs_bn(b['train_ips'], n):.2f}x | {median(ev):,.0f} "
+                    f"| {vs_bn(b['eval_ips'], n):.2f}x |")
+    return "\n".join(rows)
+
+
 def seeds_table(out_dir="images"):
     """Each model's final accuracies under the main seed and a second one (<out_dir>/seed1)."""
     main, other = load_results(out_dir), load_results(Path(out_dir) / SEED_DIR)
@@ -745,14 +767,15 @@ def tuning_table(tuning_dir="images/tuning"):
     runs = [(f.parent.name, json.loads(line)) for f in sweeps for line in f.read_text().splitlines()]
     if not runs:
         return f"_No validation sweeps in {tuning_dir}/._"
-    recipes = {}
+    recipes = {}  # by name, not cfg: a key added to later sweeps at its old value leaves the name alone
     for _, r in runs:
-        recipes.setdefault(json.dumps({k: v for k, v in r["cfg"].items() if k != "seed"}), []).append(r)
+        recipe = ",".join(p for p in r["name"].split(",") if not p.startswith("seed=")) or "base"
+        recipes.setdefault(recipe, []).append(r)
     rows = ["| model | recipe (changes from the first sweep's base) | seeds | val acc % mean | min | max |",
             "|---|---|---|---|---|---|"]
-    for group in sorted((g for g in recipes.values() if len(g) >= 3), key=lambda g: list(NORM_NAMES).index(g[0]["cfg"]["norm"])):
+    for recipe, group in sorted(((k, g) for k, g in recipes.items() if len(g) >= 3),
+                                key=lambda kg: list(NORM_NAMES).index(kg[1][0]["cfg"]["norm"])):
         acc = [r["val_acc"] for r in group]
-        recipe = ",".join(p for p in group[0]["name"].split(",") if not p.startswith("seed="))
         rows.append(f"| {group[0]['cfg']['norm'].upper()} | `{recipe}` | {len(acc)} | {sum(acc) / len(acc):.2f} "
                     f"| {min(acc):.2f} | {max(acc):.2f} |")
     rows += ["", f"<details><summary>All {len(runs)} validation runs, best first within each sweep</summary>", "",
@@ -782,6 +805,7 @@ def update_readme(readme="README.md", out_dir="images"):
     text = replace_between(text, "findings", findings(out_dir))
     text = replace_between(text, "hardware", provenance(out_dir))
     text = replace_between(text, "speed", speed_table(out_dir))
+    text = replace_between(text, "norm-speed", norm_speed_table(out_dir))
     text = replace_between(text, "seeds", seeds_table(out_dir))
     text = replace_between(text, "tuning", tuning_table(Path(out_dir) / "tuning"))
     _atomic_write(path, lambda p: Path(p).write_text(text))

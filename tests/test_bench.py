@@ -4,12 +4,13 @@ import ast
 import nbformat
 import torch
 
+import bench_norms
 import bench_pipeline as bench
 from conftest import ROOT
 
 
-def notebook_params():
-    cell = next(c for c in nbformat.read(ROOT / "S8_BN.ipynb", as_version=4).cells
+def notebook_params(name="S8_BN.ipynb"):
+    cell = next(c for c in nbformat.read(ROOT / name, as_version=4).cells
                 if "parameters" in c.metadata.get("tags", []))
     tree = ast.parse(cell.source)
     return {a.targets[0].id: ast.literal_eval(a.value) for a in tree.body if isinstance(a, ast.Assign)}
@@ -34,3 +35,18 @@ def test_bench_pieces_run_small():
     assert bench.conv_flops(bench.bn_model()) > 1e6
     batch, label = next(iter(bench.conventional_loader(images, labels, 0)))
     assert batch.shape == (bench.CONV_BATCH, 3, 32, 32) and batch.dtype == torch.float32
+
+
+def test_norm_bench_builds_each_model_as_its_notebook_does():
+    for name in ("bn", "gn", "ln"):
+        p = notebook_params(f"S8_{name.upper()}.ipynb")
+        assert bench_norms.MODELS[name] == (p["norm"], p["norm_1x1"])
+    assert bench_norms.MODELS["bn_plain"] == ("bn", bench_norms.MODELS["gn"][1])  # BN in GN's and LN's layers
+
+
+def test_norm_bench_times_every_model_every_round():
+    lines = []
+    train, evals = bench_norms.measure(rounds=2, steps=2, eval_images=64, log=lines.append)
+    assert set(train) == set(evals) == set(bench_norms.MODELS)
+    assert all(len(v) == 2 and min(v) > 0 for v in (*train.values(), *evals.values()))
+    assert len(lines) == 2 and lines[0].startswith("round 1: bn ")

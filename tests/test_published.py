@@ -60,6 +60,7 @@ def test_readme_tables_are_generated_from_the_results():
     assert utils.findings(IMAGES) in readme
     assert utils.seeds_table(IMAGES) in readme
     assert utils.provenance(IMAGES) in readme and utils.speed_table(IMAGES) in readme
+    assert utils.norm_speed_table(IMAGES) in readme
     assert utils.tuning_table(IMAGES / "tuning") in readme
     assert utils.layer_table() in readme
     assert utils.norm_tables(utils.norm_example()) in readme

@@ -247,6 +247,20 @@ def test_speed_table_comes_from_the_benchmark_file(tmp_path):
     assert "torch.compile" not in table  # variants appear only when measured
 
 
+def test_norm_speed_table_compares_within_rounds(tmp_path):
+    assert "No benchmark yet" in utils.norm_speed_table(tmp_path)
+    bench = {"machine": "CPU: test", "batch_size": 128, "steps": 40, "eval_images": 5000, "rounds": 3,
+             "models": {"bn": {"norm": "bn", "norm_1x1": True}, "gn": {"norm": "gn", "norm_1x1": False}},
+             # the machine halves its speed in round 2; GN is always 4/5 of BN's speed in training
+             "train_ips": {"bn": [1000, 500, 1000], "gn": [800, 400, 800]},
+             "eval_ips": {"bn": [3000, 1500, 3000], "gn": [3000, 1500, 2000]}}
+    (tmp_path / "bench_norms.json").write_text(json.dumps(bench))
+    table = utils.norm_speed_table(tmp_path)
+    assert "CPU: test; 3 rounds" in table and "40 training steps of batch 128 and 5,000 test images" in table
+    assert "| Batch Norm (as in its notebook) | norm + GELU | 1,000 (500-1,000) | 1.00x | 3,000 | 1.00x |" in table
+    assert "| Group Norm (as in its notebook) | plain | 800 (400-800) | 1.25x | 2,000 | 1.00x |" in table
+
+
 def test_architecture_table_builds_each_variant_as_its_run_did(data, tmp_path):
     model, hist = run(data, seed=0, epochs=1)
     utils.save_results(tmp_path, model, hist, 0, "cpu", data, extra={"config": {"groups": 4, "norm_1x1": True}})
@@ -297,9 +311,10 @@ def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
         return {"name": name, "train_acc": 90.0, "val_acc": val, "cfg": {"norm": "bn", "seed": seed, **cfg}}
     sweep("gpu_sweep2", [run("base", 80.0, 0), run("seed=1", 82.5, 1), run("seed=2", 81.0, 2)])
     sweep("cpu_sweep10", [run("whiten=train", 84.0, 0, whiten="train")])
+    sweep("cpu_sweep11", [run("seed=3", 80.5, 3, block="3x3")])  # a key added later, at its old value
     text = utils.tuning_table(tmp_path)
-    assert "| BN | `base` | 3 | 81.17 | 80.00 | 82.50 |" in text  # one recipe, three seeds
+    assert "| BN | `base` | 4 | 81.00 | 80.00 | 82.50 |" in text  # one recipe, four seeds
     assert "whiten=train` | 1 |" not in text                     # one seed is no spread
     order = [line.split("`")[1] for line in text.splitlines() if line.startswith("| gpu_") or line.startswith("| cpu_")]
-    assert order == ["seed=1", "seed=2", "base", "whiten=train"]  # sweep 2 before 10, best first within each
+    assert order == ["seed=1", "seed=2", "base", "whiten=train", "seed=3"]  # sweep 2 before 10, best first within each
     assert "No validation sweeps" in utils.tuning_table(tmp_path / "none")
