@@ -51,7 +51,7 @@ def conventional_loader(images, labels, workers, train=True, batch_size=CONV_BAT
 
 
 def bn_model():
-    """The BN model as the BN notebook builds it (its whitened start changes the weights, not the speed)."""
+    """The BN model as the BN notebook builds it."""
     return Net("bn", norm_1x1=NORM_1X1)
 
 

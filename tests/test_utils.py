@@ -218,7 +218,7 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
     readme = tmp_path / "README.md"
     second = dict(hist, test_acc=hist["test_acc"][:-1] + [hist["test_acc"][-1] - 1.25])
     utils.save_results(tmp_path / utils.SEED_DIR, model, second, 1, "cpu", data)
-    names = ("results", "norm-tables", "architecture", "findings", "hardware", "speed", "seeds", "tuning")
+    names = ("results", "norm-tables", "architecture", "findings", "hardware", "speed", "norm-speed", "seeds", "tuning")
     readme.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in names) + "rest\n")
     utils.update_readme(readme, tmp_path)
     text = readme.read_text()
