@@ -77,7 +77,8 @@ def separable(cin, cout, norm, groups, act=True):
     The two convs sit in one Sequential so that block[1] is still the norm (Net zero-inits it in C2, C5, C9)."""
     if cin == 3:
         return CONV3(cin, cout, norm, groups, act)
-    convs = nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False), nn.Conv2d(cin, cout, 1, bias=False))
+    convs = nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),  # depthwise
+                          nn.Conv2d(cin, cout, 1, bias=False))                         # pointwise
     return nn.Sequential(convs, make_norm(norm, cout, groups), *([nn.GELU()] if act else []))
 
 
