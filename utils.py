@@ -325,6 +325,12 @@ def param_groups(model, weight_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
 
 
+def sgd(model, lr, weight_decay=5e-4, momentum=0.9, fused=False):
+    """The notebooks' optimizer: SGD with Nesterov momentum, foreach (or fused) updates, decay on conv weights."""
+    return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True,
+                           foreach=not fused, fused=fused)
+
+
 def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=0.9,
         label_smoothing=0.1, pad=4, pct_start=0.15):
     """SGD (Nesterov) under a OneCycle schedule; returns the per-epoch history."""
@@ -332,8 +338,7 @@ def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=0.
         raise ValueError(f"the train set has {len(data.y_train)} images, fewer than one batch "
                          f"(batch_size={batch_size}): lower batch_size or use a larger train_subset")
     steps = len(data.y_train) // batch_size
-    opt = torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True,
-                          foreach=True)
+    opt = sgd(model, lr, weight_decay, momentum)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, epochs=epochs, steps_per_epoch=steps,
                                                 pct_start=pct_start, div_factor=10, final_div_factor=100)
     hist = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")}

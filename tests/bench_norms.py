@@ -10,14 +10,13 @@ share each round's drift; the README compares them by the median of the per-roun
 import argparse
 import contextlib
 import io
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_pipeline as bench  # noqa: E402  (synthetic images, as_data, timed, the notebooks' batch and pad)
+import bench_pipeline as bench  # noqa: E402  (synthetic images, as_data, timed, machine, publish, batch, pad)
 import utils  # noqa: E402  (bench_pipeline put the repository on sys.path)
 from model import Net  # noqa: E402
 
@@ -34,8 +33,7 @@ class Timed:
 
     def __init__(self, norm, norm_1x1, data, steps):
         self.model = Net(norm, norm_1x1=norm_1x1).to(memory_format=torch.channels_last)
-        self.opt = torch.optim.SGD(utils.param_groups(self.model, 5e-4), lr=0.2, momentum=0.9, nesterov=True,
-                                   foreach=True)
+        self.opt = utils.sgd(self.model, lr=0.2)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=0.2, total_steps=10_000)
         self.data, self.steps, self.gen = data, steps, utils.set_seed(0)
 
@@ -76,17 +74,13 @@ def main():
     ap.add_argument("--eval-images", type=int, default=5_000, help="test images per model and round")
     ap.add_argument("--out", help="also write the JSON here (e.g. images/bench_norms.json)")
     args = ap.parse_args()
-    machine = f"{utils.hardware(torch.device('cpu'))}, torch {torch.__version__}"
-    print("machine:", machine, "| images/s, train/eval")
+    print("machine:", bench.machine(), "| images/s, train/eval")
     train, evals = measure(args.rounds, args.steps, args.eval_images)
-    summary = {"machine": machine, "batch_size": bench.OUR_BATCH, "steps": args.steps,
+    summary = {"machine": bench.machine(), "batch_size": bench.OUR_BATCH, "steps": args.steps,
                "eval_images": args.eval_images, "rounds": args.rounds,
                "models": {n: {"norm": norm, "norm_1x1": n1} for n, (norm, n1) in MODELS.items()},
                "train_ips": train, "eval_ips": evals}
-    if args.out:
-        text = json.dumps(summary, indent=1) + "\n"
-        utils._atomic_write(args.out, lambda p: Path(p).write_text(text))
-    print(json.dumps(summary))
+    bench.publish(summary, args.out)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,19 @@ def as_data(x, y):
     return utils.Data.from_tensors(x, y, x, y, utils.CLASSES, "synthetic")
 
 
+def machine():
+    """This machine in the results files' wording."""
+    return f"{utils.hardware(torch.device('cpu'))}, torch {torch.__version__}"
+
+
+def publish(summary, out=None):
+    """Print the summary as one JSON line; with out, also write it there (atomically)."""
+    if out:
+        text = json.dumps(summary, indent=1) + "\n"
+        utils._atomic_write(out, lambda p: Path(p).write_text(text))
+    print(json.dumps(summary))
+
+
 def timed(fn):
     t0 = time.perf_counter()
     fn()
@@ -140,8 +153,7 @@ def train_ours(x, y, steps, compile_model=False, fused=False):
     model = bn_model().to(memory_format=torch.channels_last)
     if compile_model:
         model = torch.compile(model)
-    opt = torch.optim.SGD(utils.param_groups(model, 5e-4), lr=0.05, momentum=0.9, nesterov=True,
-                          foreach=not fused, fused=fused)
+    opt = utils.sgd(model, lr=0.05, fused=fused)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=10 * steps)
     warm = as_data(x[:2 * OUR_BATCH], y[:2 * OUR_BATCH])  # first steps: allocator and compile warm-up
     utils.train(model, warm, opt, sched, OUR_BATCH, PAD, gen, 0, 0.1)
@@ -192,8 +204,7 @@ def main():
     x, y = synthetic(N)
     images = x.permute(0, 2, 3, 1).contiguous().numpy()  # HWC uint8, as torchvision's CIFAR10 keeps it
     labels = y.numpy()
-    machine = f"{utils.hardware(torch.device('cpu'))}, torch {torch.__version__}"  # the results files' wording
-    print("machine:", machine)
+    print("machine:", machine())
 
     # (a) data preparation, one epoch of 50,000 images
     gen = torch.Generator().manual_seed(0)
@@ -238,7 +249,7 @@ def main():
         print(f"{name:<28} {conv:<44} {ours:<34} {speed:.1f}x")
     for name, ips in variants.items():
         print(f"{'(b) train, ' + name:<28} {'':<44} {ips:<34,.0f} {ips / ours_b:.2f}x vs ours")
-    summary = {"machine": machine, "data_speedup": round(conv_a[best_w] / ours_a, 1), "train_speedup": round(ours_b / conv_b, 2),
+    summary = {"machine": machine(), "data_speedup": round(conv_a[best_w] / ours_a, 1), "train_speedup": round(ours_b / conv_b, 2),
                "eval_speedup": round(ours_c / conv_c, 2), "data_s_conventional": round(conv_a[best_w], 2),
                "data_s_ours": round(ours_a, 3), "data_s_ours_epoch": round(alone_a, 3),
                "data_s_ours_setup": round(setup_a, 2), "data_s_ours_epoch_in_training": round(in_training_a, 3),
@@ -247,10 +258,7 @@ def main():
                "eval_ips_ours": round(ours_c), "eval_gflops_ours": round(ours_c * flops / 1e9, 1),
                "conventional_workers": best_w, "threads": torch.get_num_threads()}
     summary.update({f"train_ips_{name}": round(ips) for name, ips in variants.items()})
-    if args.out:
-        text = json.dumps(summary, indent=1) + "\n"
-        utils._atomic_write(args.out, lambda p: Path(p).write_text(text))
-    print(json.dumps(summary))
+    publish(summary, args.out)
 
 
 if __name__ == "__main__":
