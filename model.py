@@ -1,9 +1,12 @@
 """The S8 network: C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP C10, with BN, GN or LN."""
+from functools import partial
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 NORMS = ("bn", "gn", "ln")
+BLOCKS = ("full", "separable")  # how a C block does its 3x3 conv
 
 
 def make_norm(norm, channels, groups=4):
@@ -20,9 +23,18 @@ def make_norm(norm, channels, groups=4):
     raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
 
 
-def conv3(cin, cout, norm, groups, act=True):
-    """A C block: 3x3 conv -> norm (-> GELU). No conv bias: the norm's shift replaces it."""
-    layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), make_norm(norm, cout, groups)]
+def conv3(cin, cout, norm, groups, act=True, block="full"):
+    """A C block: 3x3 conv -> norm (-> GELU). No conv bias: the norm's shift replaces it.
+
+    block="separable": the 3x3 conv is depthwise 3x3 + pointwise 1x1, about 9x fewer parameters, so the
+    stages can be wider. A block on the 3 colour channels (C1) stays full: depthwise, it would see each
+    colour alone. The two convs share one Sequential so that block[1] is always the norm."""
+    if block == "separable" and cin > 3:
+        conv = nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),  # depthwise
+                             nn.Conv2d(cin, cout, 1, bias=False))                         # pointwise
+    else:
+        conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+    layers = [conv, make_norm(norm, cout, groups)]
     if act:
         layers.append(nn.GELU())
     return nn.Sequential(*layers)
@@ -40,29 +52,35 @@ class Net(nn.Module):
     The last C of each residual branch has no GELU of its own: the GELU comes after
     the addition, and its norm scale starts at zero so each branch starts as identity.
     norm_1x1 gives the 1x1 convs c3 and c6 a norm and GELU too (it helps BN, not GN or LN).
+    block="separable" builds C2..C9 as depthwise + pointwise convs (see conv3).
     """
 
-    def __init__(self, norm="bn", groups=4, widths=(16, 24, 32), num_classes=10, norm_1x1=False):
+    def __init__(self, norm="bn", groups=4, widths=(16, 24, 32), num_classes=10, norm_1x1=False, block="full"):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}: choose one of {', '.join(BLOCKS)}")
+        if len(widths) != 3:
+            raise ValueError(f"widths {widths!r}: give three channel counts, one per stage, e.g. (16, 24, 32)")
         w1, w2, w3 = widths
         self.norm = norm
+        c = partial(conv3, norm=norm, groups=groups, block=block)  # a C block: c(cin, cout[, act])
         # stage 1, 32x32
-        self.C1 = conv3(3, w1, norm, groups)
-        self.C2 = conv3(w1, w1, norm, groups, act=False)    # residual: C1 + C2(C1)
+        self.C1 = c(3, w1)
+        self.C2 = c(w1, w1, act=False)    # residual: C1 + C2(C1)
         self.c3 = conv1(w1, w2, norm, groups, norm_1x1)
         self.P1 = nn.MaxPool2d(2)
         # stage 2, 16x16
-        self.C3 = conv3(w2, w2, norm, groups)
-        self.C4 = conv3(w2, w2, norm, groups)
-        self.C5 = conv3(w2, w2, norm, groups, act=False)    # residual: C3 + C5(C4(C3))
+        self.C3 = c(w2, w2)
+        self.C4 = c(w2, w2)
+        self.C5 = c(w2, w2, act=False)    # residual: C3 + C5(C4(C3))
         self.c6 = conv1(w2, w3, norm, groups, norm_1x1)
         self.P2 = nn.MaxPool2d(2)
         # stage 3, 8x8
-        self.C7 = conv3(w3, w3, norm, groups)
-        self.C8 = conv3(w3, w3, norm, groups)
-        self.C9 = conv3(w3, w3, norm, groups, act=False)    # residual: C7 + C9(C8(C7))
+        self.C7 = c(w3, w3)
+        self.C8 = c(w3, w3)
+        self.C9 = c(w3, w3, act=False)    # residual: C7 + C9(C8(C7))
         self.GAP = nn.AdaptiveAvgPool2d(1)
         self.C10 = nn.Conv2d(w3, num_classes, 1)
         self._init()

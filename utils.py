@@ -18,6 +18,8 @@ from tqdm import tqdm
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NORM_NAMES = {"bn": "Batch Norm", "gn": "Group Norm", "ln": "Layer Norm"}
 SEED_DIR = "seed1"  # second-seed runs: results, figures and executed notebooks, inside out_dir
+VARIANT_DIR = "separable"  # runs with depthwise-separable C blocks at wider stages, inside out_dir (its own seed1)
+BARS = {"bn": 84.0, "gn": 82.0, "ln": 81.0}  # issue #3: final-epoch test accuracy % to reach on the JPEG copy
 EVAL_BATCH = 256  # eval images per forward: on a 2-core CPU 1,000 ran ~1.8x slower (activations outgrow the cache)
 OFFLINE_HINT = ("python -m zipfile -e ../shared/cifar10-jpeg.zip data/ and set data_root='data/cifar10', "
                 "or run once on a machine with internet so torchvision can download CIFAR-10")
@@ -600,7 +602,7 @@ def plot_norm_sets(x, out_dir="images", groups=2):
 def model_config(result):
     """Net keyword arguments recorded in a results file's dict (none: Net's defaults)."""
     config = result.get("config", {})
-    return {k: config[k] for k in ("groups", "norm_1x1") if k in config}
+    return {k: config[k] for k in ("groups", "widths", "block", "norm_1x1") if k in config}
 
 
 def layer_table(size=32, out_dir="images"):
@@ -630,7 +632,8 @@ def layer_table(size=32, out_dir="images"):
             what += f" (+ norm, GELU in {', '.join(normed)})" if normed else ""
         else:
             rf += 2 * jump
-            what = "3x3 conv, norm" + (", GELU" if len(layer) > 2 else " (GELU after the residual add)")
+            conv = "3x3 conv" if isinstance(layer[0], torch.nn.Conv2d) else "depthwise 3x3 + pointwise 1x1 conv"
+            what = conv + ", norm" + (", GELU" if len(layer) > 2 else " (GELU after the residual add)")
         params = [sum(p.numel() for p in getattr(models[n], name).parameters()) for n in NORM_NAMES]
         size_txt = "1x1" if name in ("GAP", "C10") else f"{out[2]}x{out[3]}"
         rf_txt = f"{rf}x{rf}" if name not in ("GAP", "C10") else "whole image"
@@ -682,7 +685,7 @@ def findings(out_dir="images"):
 def provenance(out_dir="images"):
     """Which data, hardware, torch and seed produced each results file, second-seed runs included."""
     rows = ["| model | results file | data | hardware | torch | seed | minutes |", "|---|---|---|---|---|---|---|"]
-    for d in (Path(out_dir), Path(out_dir) / SEED_DIR):
+    for d in (d / sub for d in (Path(out_dir), Path(out_dir) / VARIANT_DIR) for sub in ("", SEED_DIR)):
         rows += [f"| {NORM_NAMES[n]} | `{d.relative_to(Path(out_dir).parent).as_posix()}/results_{n}.json` | {r['data']} | {r['device']} | {r['torch']} "
                  f"| {r['seed']} | {r['minutes']:.1f} |" for n, r in load_results(d).items()]
     return "\n".join(rows)
@@ -761,6 +764,28 @@ def seeds_table(out_dir="images"):
     return "\n".join(rows)
 
 
+def blocks_table(out_dir="images"):
+    """Full 3x3 C blocks (<out_dir>) against depthwise-separable ones (<out_dir>/separable): every run's final
+    test accuracy, main and second seed, next to issue #3's bar."""
+    from model import Net
+    sets = {"full 3x3": Path(out_dir), "depthwise-separable": Path(out_dir) / VARIANT_DIR}
+    runs = {(label, n): [r for r in (load_results(d).get(n), load_results(d / SEED_DIR).get(n)) if r]
+            for n in NORM_NAMES for label, d in sets.items()}
+    rows = ["| model | C blocks | widths | params | test acc % (seed) | mean | s per epoch | bar | worst run - bar |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for (label, n), rs in runs.items():
+        if not rs:
+            continue
+        model = Net(n, **model_config(rs[0]))
+        widths = "/".join(str(model.get_submodule(c)[1].weight.numel()) for c in ("C1", "C3", "C7"))  # stage widths
+        accs = [r["test_acc"] for r in rs]
+        rows.append(f"| {NORM_NAMES[n]} | {label} | {widths} | {rs[0]['params']:,} | "
+                    + ", ".join(f"{r['test_acc']:.2f} ({r['seed']})" for r in rs)
+                    + f" | {sum(accs) / len(accs):.2f} | {sum(rs[0]['history']['seconds']) / rs[0]['epochs']:.1f} "
+                    f"| {BARS[n]:.0f} | {min(accs) - BARS[n]:+.2f} |")
+    return "\n".join(rows)
+
+
 def tuning_table(tuning_dir="images/tuning"):
     """The validation sweeps (<tuning_dir>/<gpu or cpu>_sweep<k>/sweep.jsonl, in order of k): the seed
     spread of every recipe run under 3 or more seeds, then all runs in a collapsed block."""
@@ -799,8 +824,8 @@ def replace_between(text, name, body):
 
 
 def update_readme(readme="README.md", out_dir="images"):
-    """Regenerate the README tables: results, findings and provenance from <out_dir>/results_*.json,
-    the architecture from model.py, the worked example from norm_stats."""
+    """Regenerate the README tables: results, findings and provenance from <out_dir>/results_*.json (and its
+    seed1/ and separable/ folders), the architecture from model.py, the worked example from norm_stats."""
     path = Path(readme)
     text = replace_between(path.read_text(), "results", results_table(out_dir))
     text = replace_between(text, "norm-tables", norm_tables(norm_example()))
@@ -811,6 +836,10 @@ def update_readme(readme="README.md", out_dir="images"):
     text = replace_between(text, "norm-speed", norm_speed_table(out_dir))
     text = replace_between(text, "seeds", seeds_table(out_dir))
     text = replace_between(text, "tuning", tuning_table(Path(out_dir) / "tuning"))
+    separable = Path(out_dir) / VARIANT_DIR
+    text = replace_between(text, "blocks", blocks_table(out_dir))
+    text = replace_between(text, "separable-results", results_table(separable))
+    text = replace_between(text, "separable-architecture", layer_table(out_dir=separable))
     _atomic_write(path, lambda p: Path(p).write_text(text))
     print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
 

@@ -119,3 +119,37 @@ def test_whiten_gives_unit_variance_uncorrelated_features_in_sign_pairs():
     direction = direction / direction.norm(dim=1, keepdim=True)
     spread = torch.einsum("kd,de,ke->k", direction, torch.cov(patches.T), direction)
     assert torch.allclose(spread, top)                  # the 4 directions of largest variance, largest first
+
+
+SEPARABLE = dict(widths=(32, 48, 96), block="separable")  # the widths the separable runs use
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_separable_blocks_keep_the_layout_and_budget(norm):
+    model = Net(norm, **SEPARABLE).eval()
+    assert call_order(model, torch.randn(2, 3, 32, 32)) == SPEC
+    assert isinstance(model.C1[0], nn.Conv2d) and model.C1[0].kernel_size == (3, 3)  # colours stay mixed
+    for name in ("C2", "C3", "C4", "C5", "C7", "C8", "C9"):
+        depthwise, pointwise = getattr(model, name)[0]
+        assert depthwise.kernel_size == (3, 3) and depthwise.groups == depthwise.in_channels, name
+        assert pointwise.kernel_size == (1, 1) and pointwise.groups == 1, name
+    for block in (model.C2, model.C5, model.C9):
+        assert isinstance(block[1], (nn.BatchNorm2d, nn.GroupNorm)) and block[1].weight.abs().sum() == 0
+    for norm_1x1 in (False, True):
+        assert 45_000 < count_params(Net(norm, norm_1x1=norm_1x1, **SEPARABLE)) < 50_000
+
+
+def test_separable_conv_is_a_full_conv_with_rank_one_filters():
+    """Depthwise then pointwise = one 3x3 conv whose weight is pointwise[o, i] * depthwise[i]."""
+    depthwise, pointwise = Net("bn", **SEPARABLE).C3[0]
+    x = torch.randn(2, depthwise.in_channels, 8, 8)
+    full = pointwise.weight[:, :, 0, 0, None, None] * depthwise.weight[:, 0]  # (out, in, 3, 3)
+    with torch.no_grad():
+        assert torch.allclose(pointwise(depthwise(x)), F.conv2d(x, full, padding=1), atol=1e-5)
+
+
+def test_bad_block_or_widths_name_the_fix():
+    with pytest.raises(ValueError, match="full, separable"):
+        Net("bn", block="depthwise")
+    with pytest.raises(ValueError, match="three channel counts"):
+        Net("bn", widths=(16, 32))

@@ -5,7 +5,9 @@ import nbformat
 import papermill as pm
 import pytest
 
+import utils
 from conftest import ROOT
+from model import Net, count_params
 
 NOTEBOOKS = {"bn": "S8_BN.ipynb", "gn": "S8_GN.ipynb", "ln": "S8_LN.ipynb"}
 
@@ -37,7 +39,8 @@ def test_notebook_runs_headless(norm, image_folder, tmp_path):
     pm.execute_notebook(str(ROOT / NOTEBOOKS[norm]), str(out_nb), cwd=str(ROOT), progress_bar=False,
                         parameters=dict(epochs=2, batch_size=32, data_root=str(image_folder),
                                         out_dir=str(images), device="cpu", seed=1,
-                                        whiten=norm == "bn"))  # off in all three notebooks: run its branch once
+                                        whiten=norm == "bn",  # off in all three notebooks: run its branch once
+                                        block="separable" if norm == "ln" else "full"))  # likewise
     nb = nbformat.read(out_nb, as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     final = [line for line in text.splitlines() if line.startswith(f"FINAL {norm}:")]
@@ -45,6 +48,8 @@ def test_notebook_runs_headless(norm, image_folder, tmp_path):
     assert final == [f"FINAL {norm}: train_acc={res['train_acc']:.2f}% test_acc={res['test_acc']:.2f}% "
                      f"params={res['params']} epochs=2"]
     assert res["config"]["whiten"] is (norm == "bn")
+    assert res["config"]["block"] == ("separable" if norm == "ln" else "full")
+    assert res["params"] == count_params(Net(norm, **utils.model_config(res)))  # the results say how it was built
     assert {f"curves_{norm}.png", f"misclassified_{norm}.png"} <= {p.name for p in images.iterdir()}
     assert "\r" not in text and text.count("epoch  1:") == 1  # one clean progress line per epoch
     kinds = {o.output_type for c in nb.cells if c.cell_type == "code" for o in c.outputs}

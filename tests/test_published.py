@@ -18,9 +18,12 @@ def outputs_text(nb):
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
-# the main runs (notebooks at the top level) and the second-seed runs (executed copies in images/seed1)
-RUNS = {f"{d.name}/{n}": (d, n, where / NOTEBOOKS[n]) for d, where in ((IMAGES, ROOT), (IMAGES / utils.SEED_DIR, IMAGES / utils.SEED_DIR))
-        for n in NOTEBOOKS}
+# the main runs (notebooks at the top level), the second-seed runs (executed copies in images/seed1) and the
+# separable-block runs (executed copies in images/separable and images/separable/seed1)
+SEPARABLE = IMAGES / utils.VARIANT_DIR
+FOLDERS = ((IMAGES, ROOT), (IMAGES / utils.SEED_DIR, IMAGES / utils.SEED_DIR), (SEPARABLE, SEPARABLE),
+           (SEPARABLE / utils.SEED_DIR, SEPARABLE / utils.SEED_DIR))
+RUNS = {f"{d.relative_to(IMAGES)}/{n}": (d, n, where / NOTEBOOKS[n]) for d, where in FOLDERS for n in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -63,13 +66,17 @@ def test_readme_tables_are_generated_from_the_results():
     assert utils.norm_speed_table(IMAGES) in readme
     assert utils.tuning_table(IMAGES / "tuning") in readme
     assert utils.layer_table() in readme
+    assert utils.blocks_table(IMAGES) in readme
+    if utils.load_results(SEPARABLE):
+        assert utils.layer_table(out_dir=SEPARABLE) in readme and utils.results_table(SEPARABLE) in readme
     assert utils.norm_tables(utils.norm_example()) in readme
     for png in re.findall(r"\]\((images/[^)]+\.png)\)", readme):
         assert (ROOT / png).exists(), png
 
 
-def test_results_files_are_complete():
-    for norm, r in RESULTS.items():
+@pytest.mark.parametrize("folder", [d for d, _ in FOLDERS], ids=lambda d: str(d.relative_to(IMAGES)))
+def test_results_files_are_complete(folder):
+    for norm, r in utils.load_results(folder).items():
         for key in ("norm", "params", "epochs", "train_acc", "test_acc", "history", "seed", "device", "data", "torch"):
             assert key in r, (norm, key)
         assert set(r["history"]) == {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}

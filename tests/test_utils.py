@@ -318,3 +318,18 @@ def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
     order = [line.split("`")[1] for line in text.splitlines() if line.startswith("| gpu_") or line.startswith("| cpu_")]
     assert order == ["seed=1", "seed=2", "base", "whiten=train", "seed=3"]  # sweep 2 before 10, best first within each
     assert "No validation sweeps" in utils.tuning_table(tmp_path / "none")
+
+
+def test_blocks_table_sets_each_block_design_against_the_bar(tmp_path):
+    def result(folder, acc, seed, **config):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        r = {"norm": "gn", "test_acc": acc, "seed": seed, "params": 123, "epochs": 2,
+             "history": {"seconds": [3.0, 5.0]}, "config": config}
+        (tmp_path / folder / "results_gn.json").write_text(json.dumps(r))
+    result(".", 81.5, 0)
+    result("seed1", 80.5, 1)
+    result("separable", 83.0, 0, widths=[32, 48, 96], block="separable")
+    table = utils.blocks_table(tmp_path)
+    assert "| Group Norm | full 3x3 | 16/24/32 | 123 | 81.50 (0), 80.50 (1) | 81.00 | 4.0 | 82 | -1.50 |" in table
+    assert "| Group Norm | depthwise-separable | 32/48/96 | 123 | 83.00 (0) | 83.00 | 4.0 | 82 | +1.00 |" in table
+    assert "Batch Norm" not in table and "Layer Norm" not in table  # no results, no row

@@ -19,16 +19,14 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import model as model_py  # noqa: E402
 import utils  # noqa: E402
-from model import Net, count_params, make_norm, whiten_  # noqa: E402
+from model import Net, count_params, whiten_  # noqa: E402
 
 BASE = dict(norm="bn", widths=(16, 24, 32), epochs=20, bs=128, lr=0.1, wd=5e-4, ls=0.1, pad=2, pct=0.25,
-            act="relu", zero_init=True, c_act=False, groups=4, seed=0, whiten=False, block="3x3")
+            act="relu", zero_init=True, c_act=False, groups=4, seed=0, whiten=False, block="full")
 VAL = 5000  # held-out train images
 
 GELU = F.gelu
-CONV3 = model_py.conv3
 ACTS = {"relu": F.relu, "gelu": None, "silu": F.silu}  # model.py uses GELU; the first sweeps started from ReLU
 FINAL = {"bn": {"act": "gelu", "lr": 0.2, "pct": 0.15, "c_act": True},  # the notebooks
          "gn": {"norm": "gn", "act": "gelu", "lr": 0.3, "pct": 0.15},
@@ -71,17 +69,6 @@ PLANS = {
 }
 
 
-def separable(cin, cout, norm, groups, act=True):
-    """Experiment, not in model.py: a C block as depthwise 3x3 + pointwise 1x1, about 9x fewer parameters than
-    a full 3x3 conv, so the stages can be wider. C1 stays a full conv: depthwise, it would see each colour alone.
-    The two convs sit in one Sequential so that block[1] is still the norm (Net zero-inits it in C2, C5, C9)."""
-    if cin == 3:
-        return CONV3(cin, cout, norm, groups, act)
-    convs = nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),  # depthwise
-                          nn.Conv2d(cin, cout, 1, bias=False))                         # pointwise
-    return nn.Sequential(convs, make_norm(norm, cout, groups), *([nn.GELU()] if act else []))
-
-
 def name(cfg):
     diff = {k: v for k, v in cfg.items() if BASE[k] != v}
     return ",".join(f"{k}={'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in diff.items()) or "base"
@@ -97,8 +84,7 @@ def run(cfg, tensors, device):
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1234))  # fixed split
     tr, va = order[VAL:], order[:VAL]
     data = utils.Data.from_tensors(x[tr], y[tr], x[va], y[va], classes, "val split", device)
-    model_py.conv3 = separable if cfg["block"] == "separable" else CONV3  # Net builds its C blocks with it
-    model = Net(cfg["norm"], cfg["groups"], cfg["widths"], norm_1x1=cfg["c_act"])
+    model = Net(cfg["norm"], cfg["groups"], cfg["widths"], norm_1x1=cfg["c_act"], block=cfg["block"])
     model = model.to(device, memory_format=torch.channels_last)
     if not cfg["zero_init"]:
         for block in (model.C2, model.C5, model.C9):
