@@ -683,9 +683,10 @@ def findings(out_dir="images"):
 
 
 def provenance(out_dir="images"):
-    """Which data, hardware, torch and seed produced each results file, second-seed runs included."""
+    """Which data, hardware, torch and seed produced each results file, second-seed and separable runs included."""
     rows = ["| model | results file | data | hardware | torch | seed | minutes |", "|---|---|---|---|---|---|---|"]
-    for d in (d / sub for d in (Path(out_dir), Path(out_dir) / VARIANT_DIR) for sub in ("", SEED_DIR)):
+    folders = [base / sub for base in (Path(out_dir), Path(out_dir) / VARIANT_DIR) for sub in ("", SEED_DIR)]
+    for d in folders:
         rows += [f"| {NORM_NAMES[n]} | `{d.relative_to(Path(out_dir).parent).as_posix()}/results_{n}.json` | {r['data']} | {r['device']} | {r['torch']} "
                  f"| {r['seed']} | {r['minutes']:.1f} |" for n, r in load_results(d).items()]
     return "\n".join(rows)
@@ -771,7 +772,7 @@ def blocks_table(out_dir="images"):
     sets = {"full 3x3": Path(out_dir), "depthwise-separable": Path(out_dir) / VARIANT_DIR}
     runs = {(label, n): [r for r in (load_results(d).get(n), load_results(d / SEED_DIR).get(n)) if r]
             for n in NORM_NAMES for label, d in sets.items()}
-    rows = ["| model | C blocks | widths | params | test acc % (seed) | mean | s per epoch | bar | worst run - bar |",
+    rows = ["| model | C blocks | widths | params | test acc % (seed) | mean | s per epoch (first run) | bar | worst run - bar |",
             "|---|---|---|---|---|---|---|---|---|"]
     for (label, n), rs in runs.items():
         if not rs:

@@ -323,8 +323,8 @@ def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
 def test_blocks_table_sets_each_block_design_against_the_bar(tmp_path):
     def result(folder, acc, seed, **config):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)
-        r = {"norm": "gn", "test_acc": acc, "seed": seed, "params": 123, "epochs": 2,
-             "history": {"seconds": [3.0, 5.0]}, "config": config}
+        r = {"norm": "gn", "test_acc": acc, "seed": seed, "params": 123, "epochs": 2, "minutes": 0.13,
+             "history": {"seconds": [3.0, 5.0]}, "config": config, "data": "folder", "device": "cpu", "torch": "2"}
         (tmp_path / folder / "results_gn.json").write_text(json.dumps(r))
     result(".", 81.5, 0)
     result("seed1", 80.5, 1)
@@ -333,3 +333,5 @@ def test_blocks_table_sets_each_block_design_against_the_bar(tmp_path):
     assert "| Group Norm | full 3x3 | 16/24/32 | 123 | 81.50 (0), 80.50 (1) | 81.00 | 4.0 | 82 | -1.50 |" in table
     assert "| Group Norm | depthwise-separable | 32/48/96 | 123 | 83.00 (0) | 83.00 | 4.0 | 82 | +1.00 |" in table
     assert "Batch Norm" not in table and "Layer Norm" not in table  # no results, no row
+    files = [line.split("`")[1] for line in utils.provenance(tmp_path).splitlines()[2:]]
+    assert files == [f"{tmp_path.name}/{d}results_gn.json" for d in ("", "seed1/", "separable/")]
