@@ -839,8 +839,9 @@ def update_readme(readme="README.md", out_dir="images"):
     text = replace_between(text, "tuning", tuning_table(Path(out_dir) / "tuning"))
     separable = Path(out_dir) / VARIANT_DIR
     text = replace_between(text, "blocks", blocks_table(out_dir))
-    text = replace_between(text, "separable-results", results_table(separable))
-    text = replace_between(text, "separable-architecture", layer_table(out_dir=separable))
+    none = f"_No runs with separable C blocks yet in {separable}/._"
+    text = replace_between(text, "separable-results", results_table(separable) if load_results(separable) else none)
+    text = replace_between(text, "separable-architecture", layer_table(out_dir=separable) if load_results(separable) else none)
     _atomic_write(path, lambda p: Path(p).write_text(text))
     print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
 

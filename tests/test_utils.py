@@ -218,7 +218,8 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
     readme = tmp_path / "README.md"
     second = dict(hist, test_acc=hist["test_acc"][:-1] + [hist["test_acc"][-1] - 1.25])
     utils.save_results(tmp_path / utils.SEED_DIR, model, second, 1, "cpu", data)
-    names = ("results", "norm-tables", "architecture", "findings", "hardware", "speed", "norm-speed", "seeds", "tuning")
+    names = ("results", "norm-tables", "architecture", "findings", "hardware", "speed", "norm-speed", "seeds", "tuning",
+             "blocks", "separable-results", "separable-architecture")
     readme.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in names) + "rest\n")
     utils.update_readme(readme, tmp_path)
     text = readme.read_text()
@@ -227,6 +228,8 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
     assert f"**{hist['test_acc'][-1]:.2f}**" in text and "12.50" in text
     assert "| **total** | | | | | **47,818** |" in text  # architecture, from model.py
     assert f"| final test acc % | {hist['test_acc'][-1]:.2f} |" in text  # findings
+    assert "| Batch Norm | full 3x3 | 16/24/32 |" in text and "depthwise" not in text  # none yet
+    assert text.count("No runs with separable C blocks yet") == 2
     assert "| mean | 2.833 |" in text  # the worked example
     with pytest.raises(ValueError, match="markers"):
         utils.replace_between("no markers", "results", "x")
