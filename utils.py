@@ -599,6 +599,16 @@ def plot_norm_sets(x, out_dir="images", groups=2):
 
 # ----------------------------------------------------------------------------- README tables
 
+def epoch_seconds(result):
+    """Mean seconds per epoch of a results file's run (training plus the test pass)."""
+    return sum(result["history"]["seconds"]) / result["epochs"]
+
+
+def run_folders(out_dir="images"):
+    """Every folder of results: the main runs, the second seed, and both again with separable C blocks."""
+    return [base / sub for base in (Path(out_dir), Path(out_dir) / VARIANT_DIR) for sub in ("", SEED_DIR)]
+
+
 def model_config(result):
     """Net keyword arguments recorded in a results file's dict (none: Net's defaults)."""
     config = result.get("config", {})
@@ -650,7 +660,7 @@ def results_table(out_dir="images"):
             "| minutes per run | s per epoch | hardware | data |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for norm, r in load_results(out_dir).items():
-        per_epoch = sum(r["history"]["seconds"]) / r["epochs"]
+        per_epoch = epoch_seconds(r)
         rows.append(f"| {NORM_NAMES[norm]} ({norm}) | {r['train_acc']:.2f} | **{r['test_acc']:.2f}** "
                     f"| {r.get('test_acc_flip_tta', float('nan')):.2f} | {r['params']:,} | {r['epochs']} "
                     f"| {r['minutes']:.1f} | {per_epoch:.1f} | {r['device']} | {r['data']} |")
@@ -674,7 +684,7 @@ def findings(out_dir="images"):
     add("best test acc in any epoch % (not used for ranking)", lambda n, r: f"{max(r['history']['test_acc']):.2f}")
     add("test acc after epoch 5 %", lambda n, r: f"{r['history']['test_acc'][4]:.2f}" if r["epochs"] >= 5 else "-")
     # no ratio to BN here: runs made on different days differ by the machine's drift (bench_norms times in turns)
-    add("seconds per epoch (mean)", lambda n, r: f"{sum(r['history']['seconds']) / r['epochs']:.1f}")
+    add("seconds per epoch (mean)", lambda n, r: f"{epoch_seconds(r):.1f}")
     sizes = list(next(iter(res.values())).get("batch_stats_acc", {}))
     for bs in sizes:
         add(f"test acc %, norms using the statistics of batches of {bs} random test images",
@@ -685,8 +695,7 @@ def findings(out_dir="images"):
 def provenance(out_dir="images"):
     """Which data, hardware, torch and seed produced each results file, second-seed and separable runs included."""
     rows = ["| model | results file | data | hardware | torch | seed | minutes |", "|---|---|---|---|---|---|---|"]
-    folders = [base / sub for base in (Path(out_dir), Path(out_dir) / VARIANT_DIR) for sub in ("", SEED_DIR)]
-    for d in folders:
+    for d in run_folders(out_dir):
         rows += [f"| {NORM_NAMES[n]} | `{d.relative_to(Path(out_dir).parent).as_posix()}/results_{n}.json` | {r['data']} | {r['device']} | {r['torch']} "
                  f"| {r['seed']} | {r['minutes']:.1f} |" for n, r in load_results(d).items()]
     return "\n".join(rows)
@@ -725,7 +734,7 @@ def speed_table(out_dir="images"):
     if res:
         rows += ["", "Seconds per epoch in the real runs (training plus the test pass), from the results files:", "",
                  "| model | mean | min | max |", "|---|---|---|---|"]
-        rows += [f"| {NORM_NAMES[n]} | {sum(r['history']['seconds']) / r['epochs']:.1f} | "
+        rows += [f"| {NORM_NAMES[n]} | {epoch_seconds(r):.1f} | "
                  f"{min(r['history']['seconds']):.1f} | {max(r['history']['seconds']):.1f} |" for n, r in res.items()]
     return "\n".join(rows)
 
@@ -769,9 +778,9 @@ def blocks_table(out_dir="images"):
     """Full 3x3 C blocks (<out_dir>) against depthwise-separable ones (<out_dir>/separable): every run's final
     test accuracy, main and second seed, next to issue #3's bar."""
     from model import Net
-    sets = {"full 3x3": Path(out_dir), "depthwise-separable": Path(out_dir) / VARIANT_DIR}
-    runs = {(label, n): [r for r in (load_results(d).get(n), load_results(d / SEED_DIR).get(n)) if r]
-            for n in NORM_NAMES for label, d in sets.items()}
+    main, seed1, sep, sep1 = map(load_results, run_folders(out_dir))
+    sets = {"full 3x3": (main, seed1), "depthwise-separable": (sep, sep1)}
+    runs = {(label, n): [res[n] for res in both if n in res] for n in NORM_NAMES for label, both in sets.items()}
     rows = ["| model | C blocks | widths | params | test acc % (seed) | mean | s per epoch (first run) | bar | worst run - bar |",
             "|---|---|---|---|---|---|---|---|---|"]
     for (label, n), rs in runs.items():
@@ -782,7 +791,7 @@ def blocks_table(out_dir="images"):
         accs = [r["test_acc"] for r in rs]
         rows.append(f"| {NORM_NAMES[n]} | {label} | {widths} | {rs[0]['params']:,} | "
                     + ", ".join(f"{r['test_acc']:.2f} ({r['seed']})" for r in rs)
-                    + f" | {sum(accs) / len(accs):.2f} | {sum(rs[0]['history']['seconds']) / rs[0]['epochs']:.1f} "
+                    + f" | {sum(accs) / len(accs):.2f} | {epoch_seconds(rs[0]):.1f} "
                     f"| {BARS[n]:.0f} | {min(accs) - BARS[n]:+.2f} |")
     return "\n".join(rows)
 
@@ -840,8 +849,9 @@ def update_readme(readme="README.md", out_dir="images"):
     separable = Path(out_dir) / VARIANT_DIR
     text = replace_between(text, "blocks", blocks_table(out_dir))
     none = f"_No runs with separable C blocks yet in {separable}/._"
-    text = replace_between(text, "separable-results", results_table(separable) if load_results(separable) else none)
-    text = replace_between(text, "separable-architecture", layer_table(out_dir=separable) if load_results(separable) else none)
+    have = bool(load_results(separable))
+    text = replace_between(text, "separable-results", results_table(separable) if have else none)
+    text = replace_between(text, "separable-architecture", layer_table(out_dir=separable) if have else none)
     _atomic_write(path, lambda p: Path(p).write_text(text))
     print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
 

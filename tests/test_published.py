@@ -21,8 +21,7 @@ def outputs_text(nb):
 # the main runs (notebooks at the top level), the second-seed runs (executed copies in images/seed1) and the
 # separable-block runs (executed copies in images/separable and images/separable/seed1)
 SEPARABLE = IMAGES / utils.VARIANT_DIR
-FOLDERS = ((IMAGES, ROOT), (IMAGES / utils.SEED_DIR, IMAGES / utils.SEED_DIR), (SEPARABLE, SEPARABLE),
-           (SEPARABLE / utils.SEED_DIR, SEPARABLE / utils.SEED_DIR))
+FOLDERS = [(d, ROOT if d == IMAGES else d) for d in utils.run_folders(IMAGES)]  # (results, executed notebooks)
 RUNS = {f"{d.relative_to(IMAGES)}/{n}": (d, n, where / NOTEBOOKS[n]) for d, where in FOLDERS for n in NOTEBOOKS}
 
 
