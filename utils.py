@@ -741,22 +741,31 @@ def speed_table(out_dir="images"):
 
 def norm_speed_table(out_dir="images"):
     """BN vs GN vs LN speed from <out_dir>/bench_norms.json (tests/bench_norms.py --out): medians over rounds,
-    and each model's time per image against BN's as the median of the per-round ratios."""
+    and each model's time per image against BN's, and a separable model's against the same model with full 3x3
+    C blocks, as the median of the per-round ratios."""
     path = Path(out_dir) / "bench_norms.json"
     if not path.exists():
         return "_No benchmark yet: run `python tests/bench_norms.py --out images/bench_norms.json`._"
     b = json.loads(path.read_text())
-    vs_bn = lambda ips, n: median([bn / m for bn, m in zip(ips["bn"], ips[n])])  # time ratio, same round
+    ratio = lambda ips, ref, n: median([r / m for r, m in zip(ips[ref], ips[n])])  # time ratio, same round
+    block = lambda m: m.get("block", "full")
     rows = [f"{b['machine']}; {b['rounds']} rounds, each timing every model once in turn: {b['steps']} training "
             f"steps of batch {b['batch_size']} and {b['eval_images']:,} test images.", "",
-            "| model | 1x1 convs c3, c6 | train images/s (median, min-max) | train time vs BN | "
-            "eval images/s (median) | eval time vs BN |", "|---|---|---|---|---|---|"]
+            "| model | C blocks | 1x1 convs c3, c6 | train images/s (median, min-max) | train time vs BN | "
+            "eval images/s (median) | eval time vs BN | train / eval time vs full 3x3 |",
+            "|---|---|---|---|---|---|---|---|"]
     for n, m in b["models"].items():
         tr, ev = b["train_ips"][n], b["eval_ips"][n]
-        label = NORM_NAMES[m["norm"]] + (" (as in its notebook)" if n in NORM_NAMES else "")
-        rows.append(f"| {label} | {'norm + GELU' if m['norm_1x1'] else 'plain'} | {median(tr):,.0f} "
-                    f"({min(tr):,.0f}-{max(tr):,.0f}) | {vs_bn(b['train_ips'], n):.2f}x | {median(ev):,.0f} "
-                    f"| {vs_bn(b['eval_ips'], n):.2f}x |")
+        twins = [f for f, o in b["models"].items()  # the same model with full 3x3 C blocks
+                 if block(o) == "full" and (o["norm"], o["norm_1x1"]) == (m["norm"], m["norm_1x1"])]
+        vs_full = ""
+        if block(m) != "full" and twins:
+            vs_full = f"{ratio(b['train_ips'], twins[0], n):.2f}x / {ratio(b['eval_ips'], twins[0], n):.2f}x"
+        blocks = "depthwise-separable" if block(m) == "separable" else "full 3x3"
+        label = NORM_NAMES[m["norm"]] + (" (as in its notebook)" if n.removesuffix("_sep") in NORM_NAMES else "")
+        rows.append(f"| {label} | {blocks} | {'norm + GELU' if m['norm_1x1'] else 'plain'} | {median(tr):,.0f} "
+                    f"({min(tr):,.0f}-{max(tr):,.0f}) | {ratio(b['train_ips'], 'bn', n):.2f}x | {median(ev):,.0f} "
+                    f"| {ratio(b['eval_ips'], 'bn', n):.2f}x | {vs_full} |")
     return "\n".join(rows)
 
 

@@ -1,4 +1,4 @@
-"""Training and evaluation speed of the BN, GN and LN models, timed in turns in one process.
+"""Training and evaluation speed of the BN, GN and LN models (full and separable C blocks), timed in turns.
 
 Run: python tests/bench_norms.py [--rounds 7] [--steps 40] [--out images/bench_norms.json]
 (pytest does not collect it: the name does not start with test_.)
@@ -20,19 +20,23 @@ import bench_pipeline as bench  # noqa: E402  (synthetic images, as_data, timed,
 import utils  # noqa: E402  (bench_pipeline put the repository on sys.path)
 from model import Net  # noqa: E402
 
-MODELS = {                  # name: (norm, norm_1x1)
-    "bn": ("bn", True),     # as S8_BN.ipynb builds it: c3 and c6 get a norm and GELU too
-    "bn_plain": ("bn", False),  # BN with exactly GN's and LN's layers: the norm's own cost
-    "gn": ("gn", False),    # as S8_GN.ipynb
-    "ln": ("ln", False),    # as S8_LN.ipynb
+SEPARABLE = {"block": "separable", "widths": [32, 48, 96]}  # the README's depthwise-separable variant
+MODELS = {  # name: Net keyword arguments
+    "bn": {"norm": "bn", "norm_1x1": True},         # as S8_BN.ipynb builds it: c3 and c6 get a norm and GELU too
+    "bn_plain": {"norm": "bn", "norm_1x1": False},  # BN with exactly GN's and LN's layers: the norm's own cost
+    "gn": {"norm": "gn", "norm_1x1": False},        # as S8_GN.ipynb
+    "ln": {"norm": "ln", "norm_1x1": False},        # as S8_LN.ipynb
+    "bn_sep": {"norm": "bn", "norm_1x1": True, **SEPARABLE},  # the same notebooks with separable C blocks
+    "gn_sep": {"norm": "gn", "norm_1x1": False, **SEPARABLE},
+    "ln_sep": {"norm": "ln", "norm_1x1": False, **SEPARABLE},
 }
 
 
 class Timed:
     """One model with its optimizer and schedule, built as utils.fit builds them, kept across rounds."""
 
-    def __init__(self, norm, norm_1x1, data, steps):
-        self.model = Net(norm, norm_1x1=norm_1x1).to(memory_format=torch.channels_last)
+    def __init__(self, cfg, data, steps):
+        self.model = Net(**cfg).to(memory_format=torch.channels_last)
         self.opt = utils.sgd(self.model, lr=0.2)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=0.2, total_steps=10_000)
         self.data, self.steps, self.gen = data, steps, utils.set_seed(0)
@@ -53,7 +57,7 @@ def measure(rounds, steps, eval_images, log=print):
     x, y = bench.synthetic(max(steps * bench.OUR_BATCH, eval_images))
     data = bench.as_data(x[:steps * bench.OUR_BATCH], y[:steps * bench.OUR_BATCH])
     data.crops(bench.PAD)  # built once, shared by all models
-    runs = {name: Timed(*cfg, data, steps) for name, cfg in MODELS.items()}
+    runs = {name: Timed(cfg, data, steps) for name, cfg in MODELS.items()}
     train, evals = {n: [] for n in runs}, {n: [] for n in runs}
     names = list(runs)
     for r in range(rounds + 1):
@@ -78,7 +82,7 @@ def main():
     train, evals = measure(args.rounds, args.steps, args.eval_images)
     summary = {"machine": bench.machine(), "batch_size": bench.OUR_BATCH, "steps": args.steps,
                "eval_images": args.eval_images, "rounds": args.rounds,
-               "models": {n: {"norm": norm, "norm_1x1": n1} for n, (norm, n1) in MODELS.items()},
+               "models": MODELS,
                "train_ips": train, "eval_ips": evals}
     bench.publish(summary, args.out)
 

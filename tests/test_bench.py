@@ -1,5 +1,6 @@
 """The speed benchmark measures what the notebooks really run, and its code still works."""
 import ast
+import json
 
 import nbformat
 import torch
@@ -40,8 +41,11 @@ def test_bench_pieces_run_small():
 def test_norm_bench_builds_each_model_as_its_notebook_does():
     for name in ("bn", "gn", "ln"):
         p = notebook_params(f"S8_{name.upper()}.ipynb")
-        assert bench_norms.MODELS[name] == (p["norm"], p["norm_1x1"])
-    assert bench_norms.MODELS["bn_plain"] == ("bn", bench_norms.MODELS["gn"][1])  # BN in GN's and LN's layers
+        assert bench_norms.MODELS[name] == {"norm": p["norm"], "norm_1x1": p["norm_1x1"]}
+        separable = json.loads((ROOT / "images" / "separable" / f"results_{name}.json").read_text())["config"]
+        assert bench_norms.MODELS[f"{name}_sep"] == {"norm": p["norm"], "norm_1x1": separable["norm_1x1"],
+                                                     "block": separable["block"], "widths": separable["widths"]}
+    assert bench_norms.MODELS["bn_plain"] == {**bench_norms.MODELS["gn"], "norm": "bn"}  # BN in GN's and LN's layers
 
 
 def test_norm_bench_times_every_model_every_round():

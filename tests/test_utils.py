@@ -253,15 +253,20 @@ def test_speed_table_comes_from_the_benchmark_file(tmp_path):
 def test_norm_speed_table_compares_within_rounds(tmp_path):
     assert "No benchmark yet" in utils.norm_speed_table(tmp_path)
     bench = {"machine": "CPU: test", "batch_size": 128, "steps": 40, "eval_images": 5000, "rounds": 3,
-             "models": {"bn": {"norm": "bn", "norm_1x1": True}, "gn": {"norm": "gn", "norm_1x1": False}},
-             # the machine halves its speed in round 2; GN is always 4/5 of BN's speed in training
-             "train_ips": {"bn": [1000, 500, 1000], "gn": [800, 400, 800]},
-             "eval_ips": {"bn": [3000, 1500, 3000], "gn": [3000, 1500, 2000]}}
+             "models": {"bn": {"norm": "bn", "norm_1x1": True}, "gn": {"norm": "gn", "norm_1x1": False},
+                        "gn_sep": {"norm": "gn", "norm_1x1": False, "block": "separable", "widths": [32, 48, 96]}},
+             # the machine halves its speed in round 2; GN is always 4/5 of BN's speed in training,
+             # separable GN half of GN's
+             "train_ips": {"bn": [1000, 500, 1000], "gn": [800, 400, 800], "gn_sep": [400, 200, 400]},
+             "eval_ips": {"bn": [3000, 1500, 3000], "gn": [3000, 1500, 2000], "gn_sep": [1000, 1000, 1000]}}
     (tmp_path / "bench_norms.json").write_text(json.dumps(bench))
     table = utils.norm_speed_table(tmp_path)
     assert "CPU: test; 3 rounds" in table and "40 training steps of batch 128 and 5,000 test images" in table
-    assert "| Batch Norm (as in its notebook) | norm + GELU | 1,000 (500-1,000) | 1.00x | 3,000 | 1.00x |" in table
-    assert "| Group Norm (as in its notebook) | plain | 800 (400-800) | 1.25x | 2,000 | 1.00x |" in table
+    assert ("| Batch Norm (as in its notebook) | full 3x3 | norm + GELU | 1,000 (500-1,000) | 1.00x | 3,000 | 1.00x "
+            "|  |") in table
+    assert "| Group Norm (as in its notebook) | full 3x3 | plain | 800 (400-800) | 1.25x | 2,000 | 1.00x |  |" in table
+    assert ("| Group Norm (as in its notebook) | depthwise-separable | plain | 400 (200-400) | 2.50x | 1,000 | 3.00x "
+            "| 2.00x / 2.00x |") in table  # eval ratios per round: 3, 1.5, 2 -> median 2
 
 
 def test_architecture_table_builds_each_variant_as_its_run_did(data, tmp_path):
