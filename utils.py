@@ -756,11 +756,10 @@ def norm_speed_table(out_dir="images"):
             "|---|---|---|---|---|---|---|---|"]
     for n, m in b["models"].items():
         tr, ev = b["train_ips"][n], b["eval_ips"][n]
-        twins = [f for f, o in b["models"].items()  # the same model with full 3x3 C blocks
-                 if block(o) == "full" and (o["norm"], o["norm_1x1"]) == (m["norm"], m["norm_1x1"])]
-        vs_full = ""
-        if block(m) != "full" and twins:
-            vs_full = f"{ratio(b['train_ips'], twins[0], n):.2f}x / {ratio(b['eval_ips'], twins[0], n):.2f}x"
+        twin = block(m) != "full" and next((f for f, o in b["models"].items()  # same model, full 3x3 C blocks
+                                            if block(o) == "full" and o["norm"] == m["norm"]
+                                            and o["norm_1x1"] == m["norm_1x1"]), None)
+        vs_full = f"{ratio(b['train_ips'], twin, n):.2f}x / {ratio(b['eval_ips'], twin, n):.2f}x" if twin else ""
         blocks = "depthwise-separable" if block(m) == "separable" else "full 3x3"
         label = NORM_NAMES[m["norm"]] + (" (as in its notebook)" if n.removesuffix("_sep") in NORM_NAMES else "")
         rows.append(f"| {label} | {blocks} | {'norm + GELU' if m['norm_1x1'] else 'plain'} | {median(tr):,.0f} "
