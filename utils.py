@@ -807,14 +807,13 @@ def blocks_table(out_dir="images"):
 def tuning_table(tuning_dir="images/tuning"):
     """The validation sweeps (<tuning_dir>/<gpu or cpu>_sweep<k>/sweep.jsonl, in order of k): the seed
     spread of every recipe run under 3 or more seeds, then all runs in a collapsed block."""
-    def sweep_no(name):
-        return int(name.rsplit("sweep", 1)[1])
-    sweeps = sorted(Path(tuning_dir).glob("*_sweep*/sweep.jsonl"), key=lambda f: sweep_no(f.parent.name))
-    runs = [(f.parent.name, json.loads(line)) for f in sweeps for line in f.read_text().splitlines()]
+    files = sorted((int(f.parent.name.rsplit("sweep", 1)[1]), f)  # (sweep number, file)
+                   for f in Path(tuning_dir).glob("*_sweep*/sweep.jsonl"))
+    runs = [(k, f.parent.name, json.loads(line)) for k, f in files for line in f.read_text().splitlines()]
     if not runs:
         return f"_No validation sweeps in {tuning_dir}/._"
     recipes = {}  # by name, not cfg: a key added to later sweeps at its old value leaves the name alone
-    for _, r in runs:
+    for _, _, r in runs:
         recipe = ",".join(p for p in r["name"].split(",") if not p.startswith("seed=")) or "base"
         recipes.setdefault(recipe, []).append(r)
     rows = ["| model | recipe (changes from the first sweep's base) | seeds | val acc % mean | min | max |",
@@ -827,10 +826,28 @@ def tuning_table(tuning_dir="images/tuning"):
     rows += ["", f"<details><summary>All {len(runs)} validation runs, best first within each sweep</summary>", "",
              "| sweep | model | changes from the first sweep's base | train acc % | val acc % |",
              "|---|---|---|---|---|"]
-    for sweep, r in sorted(runs, key=lambda sr: (sweep_no(sr[0]), -sr[1]["val_acc"])):
+    for _, sweep, r in sorted(runs, key=lambda ksr: (ksr[0], -ksr[2]["val_acc"])):  # by sweep number, best first
         rows.append(f"| {sweep} | {r['cfg']['norm'].upper()} | `{r['name']}` | {r['train_acc']:.2f} | {r['val_acc']:.2f} |")
     return "\n".join(rows + ["", "</details>"])
 
+
+def small_batch_table(folder="images/small_batch"):
+    """Each norm's recipe trained with small batches (images/tuning/sweep.py --plan 9, validation split):
+    final val accuracy per training batch size, and BN's when its norms use batch statistics instead."""
+    path = Path(folder) / "sweep.jsonl"
+    if not path.exists():
+        return f"_No small-batch runs yet in {folder}/._"
+    runs = {(r["cfg"]["bs"], r["cfg"]["norm"]): r for r in map(json.loads, path.read_text().splitlines())}
+    acc = lambda bs, n: f"{runs[bs, n]['val_acc']:.2f}" if (bs, n) in runs else "-"
+    stats = lambda bs, size: (f"{runs[bs, 'bn']['val_acc_batch_stats'][str(size)]:.2f}"
+                              if (bs, "bn") in runs else "-")
+    rows = ["| training batch size | epochs | BN val acc % | BN, batch statistics, batches of the training size "
+            "| BN, batch statistics, batches of 128 | GN val acc % | LN val acc % |", "|---|---|---|---|---|---|---|"]
+    for bs in sorted({bs for bs, _ in runs}):
+        epochs = "/".join(sorted({str(r["cfg"]["epochs"]) for (b, _), r in runs.items() if b == bs}))
+        rows.append(f"| {bs} | {epochs} | {acc(bs, 'bn')} | {stats(bs, bs)} | {stats(bs, 128)} "
+                    f"| {acc(bs, 'gn')} | {acc(bs, 'ln')} |")
+    return "\n".join(rows)
 
 def replace_between(text, name, body):
     """Replace what stands between <!-- name:start --> and <!-- name:end --> with body."""
@@ -854,6 +871,7 @@ def update_readme(readme="README.md", out_dir="images"):
     text = replace_between(text, "norm-speed", norm_speed_table(out_dir))
     text = replace_between(text, "seeds", seeds_table(out_dir))
     text = replace_between(text, "tuning", tuning_table(Path(out_dir) / "tuning"))
+    text = replace_between(text, "small-batch", small_batch_table(Path(out_dir) / "small_batch"))
     separable = Path(out_dir) / VARIANT_DIR
     text = replace_between(text, "blocks", blocks_table(out_dir))
     none = f"_No runs with separable C blocks yet in {separable}/._"

@@ -1,6 +1,7 @@
 """The committed artifacts agree with each other: notebooks, results files and README."""
 import json
 import re
+import sys
 
 import nbformat
 import pytest
@@ -64,6 +65,7 @@ def test_readme_tables_are_generated_from_the_results():
     assert utils.provenance(IMAGES) in readme and utils.speed_table(IMAGES) in readme
     assert utils.norm_speed_table(IMAGES) in readme
     assert utils.tuning_table(IMAGES / "tuning") in readme
+    assert utils.small_batch_table(IMAGES / "small_batch") in readme
     assert utils.layer_table() in readme
     assert utils.blocks_table(IMAGES) in readme
     if utils.load_results(SEPARABLE):
@@ -71,6 +73,18 @@ def test_readme_tables_are_generated_from_the_results():
     assert utils.norm_tables(utils.norm_example()) in readme
     for png in re.findall(r"\]\((images/[^)]+\.png)\)", readme):
         assert (ROOT / png).exists(), png
+
+
+def test_small_batch_runs_are_the_runs_of_sweep_plan_9():
+    sys.path.insert(0, str(IMAGES / "tuning"))
+    import sweep
+    runs = [json.loads(line) for line in (IMAGES / "small_batch" / "sweep.jsonl").read_text().splitlines()]
+    planned = [{k: list(v) if isinstance(v, tuple) else v for k, v in {**sweep.BASE, **c}.items()}
+               for c in sweep.PLANS[9]]
+    as_text = lambda cfgs: sorted(json.dumps(c, sort_keys=True) for c in cfgs)
+    assert as_text(r["cfg"] for r in runs) == as_text(planned)
+    assert all(r["val_acc_batch_stats"][str(r["cfg"]["bs"])] == round(r["val_acc"], 2)  # GN, LN: no batch dependence
+               for r in runs if r["cfg"]["norm"] != "bn")
 
 
 @pytest.mark.parametrize("folder", [d for d, _ in FOLDERS], ids=lambda d: str(d.relative_to(IMAGES)))

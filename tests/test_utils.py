@@ -219,7 +219,7 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
     second = dict(hist, test_acc=hist["test_acc"][:-1] + [hist["test_acc"][-1] - 1.25])
     utils.save_results(tmp_path / utils.SEED_DIR, model, second, 1, "cpu", data)
     names = ("results", "norm-tables", "architecture", "findings", "hardware", "speed", "norm-speed", "seeds", "tuning",
-             "blocks", "separable-results", "separable-architecture")
+             "small-batch", "blocks", "separable-results", "separable-architecture")
     readme.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in names) + "rest\n")
     utils.update_readme(readme, tmp_path)
     text = readme.read_text()
@@ -230,6 +230,7 @@ def test_readme_table_comes_from_the_results(data, tmp_path):
     assert f"| final test acc % | {hist['test_acc'][-1]:.2f} |" in text  # findings
     assert "| Batch Norm | full 3x3 | 16/24/32 |" in text and "depthwise" not in text  # none yet
     assert text.count("No runs with separable C blocks yet") == 2
+    assert "No small-batch runs yet" in text
     assert "| mean | 2.833 |" in text  # the worked example
     with pytest.raises(ValueError, match="markers"):
         utils.replace_between("no markers", "results", "x")
@@ -327,6 +328,19 @@ def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
     assert order == ["seed=1", "seed=2", "base", "whiten=train", "seed=3"]  # sweep 2 before 10, best first within each
     assert "No validation sweeps" in utils.tuning_table(tmp_path / "none")
 
+
+
+def test_small_batch_table_has_a_row_per_batch_size(tmp_path):
+    def run(norm, bs, val, stats=None):
+        return {"val_acc": val, "cfg": {"norm": norm, "bs": bs, "epochs": 3},
+                **({"val_acc_batch_stats": stats} if stats else {})}
+    runs = [run("gn", 128, 70.0), run("bn", 2, 40.0, {"2": 65.5, "128": 50.25}), run("ln", 2, 66.0),
+            run("bn", 128, 72.0, {"128": 71.5}), run("gn", 2, 67.125)]
+    (tmp_path / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    rows = utils.small_batch_table(tmp_path).splitlines()[2:]
+    assert rows == ["| 2 | 3 | 40.00 | 65.50 | 50.25 | 67.12 | 66.00 |",   # smallest batch first
+                    "| 128 | 3 | 72.00 | 71.50 | 71.50 | 70.00 | - |"]   # a missing run shows as -
+    assert "No small-batch runs" in utils.small_batch_table(tmp_path / "none")
 
 def test_blocks_table_sets_each_block_design_against_the_bar(tmp_path):
     def result(folder, acc, seed, **config):

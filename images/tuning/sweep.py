@@ -5,6 +5,9 @@ other 5,000 (a fixed, seeded split). Each finished run prints one JSON line; <ou
 
     python images/tuning/sweep.py --data data/cifar10 --out images/tuning/gpu_sweep1 --procs 14 --plan 1
     python images/tuning/sweep.py --data data/cifar10 --out images/tuning/cpu_sweep5 --procs 2 --plan 5
+
+Plan 9 is not tuning: it trains each norm's recipe with batches of 1 to 128 (the README's small-batch table).
+    python images/tuning/sweep.py --data data/cifar10 --out images/small_batch --procs 2 --plan 9 --budget 7200
 """
 import argparse
 import json
@@ -66,6 +69,9 @@ PLANS = {
     7: [{**FINAL["bn"], "whiten": "train", **c} for c in                # CPU: was sweep 5's gain one lucky seed?
         ({"seed": 1}, {"seed": 2}, {"seed": 3}, {"bs": 256, "lr": 0.4})],
     8: [{**FINAL[n], "block": "separable", "widths": (32, 48, 96)} for n in ("bn", "gn")],  # CPU: wider, separable
+    # CPU, not tuning: each norm's recipe trained with small batches, the peak lr scaled with the batch size
+    9: [{**FINAL[n], "bs": bs, "lr": FINAL[n]["lr"] * bs / BASE["bs"], "epochs": 3}
+        for bs in (1, 2, 4, 8, 16, 128) for n in ("bn", "gn", "ln")],
 }
 
 
@@ -95,9 +101,11 @@ def run(cfg, tensors, device):
     t0 = time.time()
     hist = utils.fit(model, data, cfg["epochs"], cfg["bs"], cfg["lr"], gen, weight_decay=cfg["wd"],
                      label_smoothing=cfg["ls"], pad=cfg["pad"], pct_start=cfg["pct"])
+    # val accuracy with the norms using batch statistics, at the training batch size and at the usual 128
+    batch_stats = utils.batch_stats_acc(model, data, sizes=sorted({cfg["bs"], BASE["bs"]}))
     return dict(name=name(cfg), params=count_params(model), train_acc=hist["train_acc"][-1],
                 val_acc=hist["test_acc"][-1], val_curve=hist["test_acc"], minutes=round((time.time() - t0) / 60, 2),
-                cfg={k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()})
+                val_acc_batch_stats=batch_stats, cfg={k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()})
 
 
 def worker(args):
