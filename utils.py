@@ -832,22 +832,29 @@ def tuning_table(tuning_dir="images/tuning"):
 
 
 def small_batch_table(folder="images/small_batch"):
-    """Each norm's recipe trained with small batches (images/tuning/sweep.py --plan 9, validation split):
-    final val accuracy per training batch size, and BN's when its norms use batch statistics instead."""
-    path = Path(folder) / "sweep.jsonl"
-    if not path.exists():
+    """Each norm's recipe trained with small batches (images/tuning/sweep.py --plan 9, and 10 for the second
+    seed in <folder>/seed1; validation split): final val accuracy per training batch size, one value per seed,
+    and BN's when its norms use batch statistics instead of their running averages."""
+    files = [f for f in (Path(folder) / "sweep.jsonl", Path(folder) / SEED_DIR / "sweep.jsonl") if f.exists()]
+    if not files:
         return f"_No small-batch runs yet in {folder}/._"
-    runs = {(r["cfg"]["bs"], r["cfg"]["norm"]): r for r in map(json.loads, path.read_text().splitlines())}
-    acc = lambda bs, n: f"{runs[bs, n]['val_acc']:.2f}" if (bs, n) in runs else "-"
-    stats = lambda bs, size: (f"{runs[bs, 'bn']['val_acc_batch_stats'][str(size)]:.2f}"
-                              if (bs, "bn") in runs else "-")
-    rows = ["| training batch size | epochs | BN val acc % | BN, batch statistics, batches of the training size "
-            "| BN, batch statistics, batches of 128 | GN val acc % | LN val acc % |", "|---|---|---|---|---|---|---|"]
+    runs = {}  # (batch size, norm) -> its runs, in seed order
+    for r in sorted((json.loads(line) for f in files for line in f.read_text().splitlines()),
+                    key=lambda r: r["cfg"]["seed"]):
+        runs.setdefault((r["cfg"]["bs"], r["cfg"]["norm"]), []).append(r)
+    cell = lambda bs, n, get: " / ".join(f"{get(r):.2f}" for r in runs.get((bs, n), [])) or "-"
+    stats = lambda size: lambda r: r["val_acc_batch_stats"][str(size)]
+    rows = ["| training batch size | epochs | seeds | BN val acc % | BN, batch statistics, batches of the training "
+            "size | BN, batch statistics, batches of 128 | GN val acc % | LN val acc % |",
+            "|---|---|---|---|---|---|---|---|"]
     for bs in sorted({bs for bs, _ in runs}):
-        epochs = "/".join(sorted({str(r["cfg"]["epochs"]) for (b, _), r in runs.items() if b == bs}))
-        rows.append(f"| {bs} | {epochs} | {acc(bs, 'bn')} | {stats(bs, bs)} | {stats(bs, 128)} "
-                    f"| {acc(bs, 'gn')} | {acc(bs, 'ln')} |")
+        same = [r for (b, _), rs in runs.items() if b == bs for r in rs]
+        epochs, seeds = ("/".join(sorted({str(r["cfg"][k]) for r in same})) for k in ("epochs", "seed"))
+        rows.append(f"| {bs} | {epochs} | {seeds} | {cell(bs, 'bn', lambda r: r['val_acc'])} "
+                    f"| {cell(bs, 'bn', stats(bs))} | {cell(bs, 'bn', stats(128))} "
+                    f"| {cell(bs, 'gn', lambda r: r['val_acc'])} | {cell(bs, 'ln', lambda r: r['val_acc'])} |")
     return "\n".join(rows)
+
 
 def replace_between(text, name, body):
     """Replace what stands between <!-- name:start --> and <!-- name:end --> with body."""

@@ -75,12 +75,13 @@ def test_readme_tables_are_generated_from_the_results():
         assert (ROOT / png).exists(), png
 
 
-def test_small_batch_runs_are_the_runs_of_sweep_plan_9():
+@pytest.mark.parametrize("plan, folder", [(9, "small_batch"), (10, f"small_batch/{utils.SEED_DIR}")])
+def test_small_batch_runs_are_the_runs_of_their_sweep_plan(plan, folder):
     sys.path.insert(0, str(IMAGES / "tuning"))
     import sweep
-    runs = [json.loads(line) for line in (IMAGES / "small_batch" / "sweep.jsonl").read_text().splitlines()]
+    runs = [json.loads(line) for line in (IMAGES / folder / "sweep.jsonl").read_text().splitlines()]
     planned = [{k: list(v) if isinstance(v, tuple) else v for k, v in {**sweep.BASE, **c}.items()}
-               for c in sweep.PLANS[9]]
+               for c in sweep.PLANS[plan]]
     as_text = lambda cfgs: sorted(json.dumps(c, sort_keys=True) for c in cfgs)
     assert as_text(r["cfg"] for r in runs) == as_text(planned)
     assert all(r["val_acc_batch_stats"][str(r["cfg"]["bs"])] == round(r["val_acc"], 2)  # GN, LN: no batch dependence

@@ -330,17 +330,24 @@ def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
 
 
 
-def test_small_batch_table_has_a_row_per_batch_size(tmp_path):
-    def run(norm, bs, val, stats=None):
-        return {"val_acc": val, "cfg": {"norm": norm, "bs": bs, "epochs": 3},
+def test_small_batch_table_has_a_row_per_batch_size_and_a_value_per_seed(tmp_path):
+    def runs(folder, *rs):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rs))
+
+    def run(norm, bs, val, seed=0, stats=None):
+        return {"val_acc": val, "cfg": {"norm": norm, "bs": bs, "epochs": 3, "seed": seed},
                 **({"val_acc_batch_stats": stats} if stats else {})}
-    runs = [run("gn", 128, 70.0), run("bn", 2, 40.0, {"2": 65.5, "128": 50.25}), run("ln", 2, 66.0),
-            run("bn", 128, 72.0, {"128": 71.5}), run("gn", 2, 67.125)]
-    (tmp_path / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
-    rows = utils.small_batch_table(tmp_path).splitlines()[2:]
-    assert rows == ["| 2 | 3 | 40.00 | 65.50 | 50.25 | 67.12 | 66.00 |",   # smallest batch first
-                    "| 128 | 3 | 72.00 | 71.50 | 71.50 | 70.00 | - |"]   # a missing run shows as -
+    runs(".", run("gn", 128, 70.0), run("bn", 2, 40.0, stats={"2": 65.5, "128": 50.25}), run("ln", 2, 66.0),
+         run("bn", 128, 72.0, stats={"128": 71.5}), run("gn", 2, 67.125))
+    assert utils.small_batch_table(tmp_path).splitlines()[2:] == [
+        "| 2 | 3 | 0 | 40.00 | 65.50 | 50.25 | 67.12 | 66.00 |",  # smallest batch first
+        "| 128 | 3 | 0 | 72.00 | 71.50 | 71.50 | 70.00 | - |"]   # a missing run shows as -
+    runs(utils.SEED_DIR, run("gn", 2, 68.0, seed=1), run("bn", 2, 41.0, seed=1, stats={"2": 60.0, "128": 55.0}))
+    assert utils.small_batch_table(tmp_path).splitlines()[2] == (
+        "| 2 | 3 | 0/1 | 40.00 / 41.00 | 65.50 / 60.00 | 50.25 / 55.00 | 67.12 / 68.00 | 66.00 |")
     assert "No small-batch runs" in utils.small_batch_table(tmp_path / "none")
+
 
 def test_blocks_table_sets_each_block_design_against_the_bar(tmp_path):
     def result(folder, acc, seed, **config):
