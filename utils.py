@@ -867,7 +867,8 @@ def replace_between(text, name, body):
 
 def update_readme(readme="README.md", out_dir="images"):
     """Regenerate the README tables: results, findings and provenance from <out_dir>/results_*.json (and its
-    seed1/ and separable/ folders), the architecture from model.py, the worked example from norm_stats."""
+    seed1/ and separable/ folders), the architecture from model.py, the worked example from norm_stats, the
+    sweeps from <out_dir>/tuning and <out_dir>/small_batch."""
     path = Path(readme)
     text = replace_between(path.read_text(), "results", results_table(out_dir))
     text = replace_between(text, "norm-tables", norm_tables(norm_example()))

@@ -329,7 +329,6 @@ def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
     assert "No validation sweeps" in utils.tuning_table(tmp_path / "none")
 
 
-
 def test_small_batch_table_has_a_row_per_batch_size_and_a_value_per_seed(tmp_path):
     def runs(folder, *rs):
         (tmp_path / folder).mkdir(exist_ok=True)

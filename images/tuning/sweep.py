@@ -107,7 +107,8 @@ def run(cfg, tensors, device):
     batch_stats = utils.batch_stats_acc(model, data, sizes=sorted({cfg["bs"], BASE["bs"]}))
     return dict(name=name(cfg), params=count_params(model), train_acc=hist["train_acc"][-1],
                 val_acc=hist["test_acc"][-1], val_curve=hist["test_acc"], minutes=round((time.time() - t0) / 60, 2),
-                val_acc_batch_stats=batch_stats, cfg={k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()})
+                val_acc_batch_stats=batch_stats,
+                cfg={k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()})
 
 
 def worker(args):
