@@ -843,6 +843,7 @@ def small_batch_table(folder="images/small_batch"):
                     key=lambda r: r["cfg"]["seed"]):
         runs.setdefault((r["cfg"]["bs"], r["cfg"]["norm"]), []).append(r)
     cell = lambda bs, n, get: " / ".join(f"{get(r):.2f}" for r in runs.get((bs, n), [])) or "-"
+    val = lambda r: r["val_acc"]
     stats = lambda size: lambda r: r["val_acc_batch_stats"][str(size)]
     rows = ["| training batch size | epochs | seeds | BN val acc % | BN, batch statistics, batches of the training "
             "size | BN, batch statistics, batches of 128 | GN val acc % | LN val acc % |",
@@ -850,9 +851,8 @@ def small_batch_table(folder="images/small_batch"):
     for bs in sorted({bs for bs, _ in runs}):
         same = [r for (b, _), rs in runs.items() if b == bs for r in rs]
         epochs, seeds = ("/".join(sorted({str(r["cfg"][k]) for r in same})) for k in ("epochs", "seed"))
-        rows.append(f"| {bs} | {epochs} | {seeds} | {cell(bs, 'bn', lambda r: r['val_acc'])} "
-                    f"| {cell(bs, 'bn', stats(bs))} | {cell(bs, 'bn', stats(128))} "
-                    f"| {cell(bs, 'gn', lambda r: r['val_acc'])} | {cell(bs, 'ln', lambda r: r['val_acc'])} |")
+        rows.append(f"| {bs} | {epochs} | {seeds} | {cell(bs, 'bn', val)} | {cell(bs, 'bn', stats(bs))} "
+                    f"| {cell(bs, 'bn', stats(128))} | {cell(bs, 'gn', val)} | {cell(bs, 'ln', val)} |")
     return "\n".join(rows)
 
 

@@ -22,6 +22,7 @@ def outputs_text(nb):
 # the main runs (notebooks at the top level), the second-seed runs (executed copies in images/seed1) and the
 # separable-block runs (executed copies in images/separable and images/separable/seed1)
 SEPARABLE = IMAGES / utils.VARIANT_DIR
+sys.path.insert(0, str(IMAGES / "tuning"))  # sweep.py, whose plans made the small-batch runs
 FOLDERS = [(d, ROOT if d == IMAGES else d) for d in utils.run_folders(IMAGES)]  # (results, executed notebooks)
 RUNS = {f"{d.relative_to(IMAGES)}/{n}": (d, n, where / NOTEBOOKS[n]) for d, where in FOLDERS for n in NOTEBOOKS}
 
@@ -77,11 +78,9 @@ def test_readme_tables_are_generated_from_the_results():
 
 @pytest.mark.parametrize("plan, folder", [(9, "small_batch"), (10, f"small_batch/{utils.SEED_DIR}")])
 def test_small_batch_runs_are_the_runs_of_their_sweep_plan(plan, folder):
-    sys.path.insert(0, str(IMAGES / "tuning"))
     import sweep
     runs = [json.loads(line) for line in (IMAGES / folder / "sweep.jsonl").read_text().splitlines()]
-    planned = [{k: list(v) if isinstance(v, tuple) else v for k, v in {**sweep.BASE, **c}.items()}
-               for c in sweep.PLANS[plan]]
+    planned = [sweep.as_json({**sweep.BASE, **c}) for c in sweep.PLANS[plan]]
     as_text = lambda cfgs: sorted(json.dumps(c, sort_keys=True) for c in cfgs)
     assert as_text(r["cfg"] for r in runs) == as_text(planned)
     assert all(r["val_acc_batch_stats"][str(r["cfg"]["bs"])] == round(r["val_acc"], 2)  # GN, LN: no batch dependence

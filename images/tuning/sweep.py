@@ -77,6 +77,11 @@ PLANS = {
 PLANS[10] = [{**c, "seed": 1} for c in PLANS[9]]  # the same under a second seed
 
 
+def as_json(cfg):
+    """cfg as it is logged: tuples (widths) become lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+
+
 def name(cfg):
     diff = {k: v for k, v in cfg.items() if BASE[k] != v}
     return ",".join(f"{k}={'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in diff.items()) or "base"
@@ -107,8 +112,7 @@ def run(cfg, tensors, device):
     batch_stats = utils.batch_stats_acc(model, data, sizes=sorted({cfg["bs"], BASE["bs"]}))
     return dict(name=name(cfg), params=count_params(model), train_acc=hist["train_acc"][-1],
                 val_acc=hist["test_acc"][-1], val_curve=hist["test_acc"], minutes=round((time.time() - t0) / 60, 2),
-                val_acc_batch_stats=batch_stats,
-                cfg={k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()})
+                val_acc_batch_stats=batch_stats, cfg=as_json(cfg))
 
 
 def worker(args):
