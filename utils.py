@@ -369,6 +369,13 @@ def test_flip_tta(model, data, batch_size=EVAL_BATCH):
     return accuracy(logits, data.y_test)
 
 
+def confusion_matrix(model, data, batch_size=EVAL_BATCH):
+    """Test-set counts as 10 lists of 10: rows the true class, columns the predicted one (CLASSES order)."""
+    pred = predict(model, data.x_test, data, batch_size).argmax(1)
+    k = len(data.classes)
+    return torch.bincount(data.y_test * k + pred, minlength=k * k).view(k, k).tolist()
+
+
 @torch.no_grad()
 def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000), seed=0):
     """Test accuracy % when the norm layers use the statistics of the current batch, per batch size.
