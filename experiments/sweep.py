@@ -3,12 +3,12 @@
 The test split is never looked at: each run trains on 45,000 train images and reports accuracy on the
 other 5,000 (a fixed, seeded split). Each finished run prints one JSON line; <out>/sweep.jsonl collects them.
 
-    python images/tuning/sweep.py --data data/cifar10 --out images/tuning/gpu_sweep1 --procs 14 --plan 1
-    python images/tuning/sweep.py --data data/cifar10 --out images/tuning/cpu_sweep5 --procs 2 --plan 5
+    python experiments/sweep.py --data data/cifar10 --out experiments/tuning/gpu_sweep1 --procs 14 --plan 1
+    python experiments/sweep.py --data data/cifar10 --out experiments/tuning/cpu_sweep5 --procs 2 --plan 5
 
-Plan 9 is not tuning: it trains each norm's recipe with batches of 1 to 128 (the README's small-batch table).
-    python images/tuning/sweep.py --data data/cifar10 --out images/small_batch --procs 2 --plan 9 --budget 7200
-    python images/tuning/sweep.py --data data/cifar10 --out images/small_batch/seed1 --procs 2 --plan 10 --budget 7200
+Plan 9 is not tuning: it trains each norm's recipe with batches of 1 to 128 (the small-batch table in experiments/README.md).
+    python experiments/sweep.py --data data/cifar10 --out experiments/small_batch --procs 2 --plan 9 --budget 7200
+    python experiments/sweep.py --data data/cifar10 --out experiments/small_batch/seed1 --procs 2 --plan 10 --budget 7200
 """
 import argparse
 import json
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -155,7 +155,7 @@ def main(args):
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--data", default="data/cifar10")
-    p.add_argument("--out", default="images/tuning/sweep")
+    p.add_argument("--out", default="experiments/tuning/sweep")
     p.add_argument("--procs", type=int, default=2)
     p.add_argument("--plan", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

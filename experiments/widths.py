@@ -1,7 +1,7 @@
-"""Tuning runs (BN width runs *_8ep.log): python images/tuning/exp.py name norm w1 w2 w3 epochs lr bs pad [threads=1 seed=0 wd= ls= pct=]"""
+"""The channel-width runs (tuning/bn_w*_8ep.log): python experiments/widths.py name norm w1 w2 w3 epochs lr bs pad [threads=1 seed=0 wd= ls= pct=]"""
 import sys, time
 from pathlib import Path
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import torch
 import utils

@@ -1,7 +1,6 @@
 """Our tensor pipeline vs the conventional DataLoader + PIL transforms, on the same images and model.
 
-Run: python tests/bench_pipeline.py [--steps 30] [--variants]
-(pytest does not collect it: the name does not start with test_.)
+Run: python experiments/bench_pipeline.py [--steps 30] [--variants]
 Prints a table; the last line is one JSON object with data_speedup and train_speedup.
 """
 import argparse
@@ -198,7 +197,7 @@ def main():
     ap.add_argument("--eval-images", type=int, default=10_000)
     ap.add_argument("--variants", action="store_true",
                     help="also time our training with torch.compile, with fused SGD and with 1 thread")
-    ap.add_argument("--out", help="also write the summary JSON here (e.g. images/bench.json)")
+    ap.add_argument("--out", help="also write the summary JSON here (e.g. experiments/bench.json)")
     args = ap.parse_args()
     torch.manual_seed(0)
     x, y = synthetic(N)

@@ -1,0 +1,386 @@
+"""Regenerate the tables of README.md and experiments/README.md from the committed results: python report.py
+
+Every table sits between <!-- name:start --> and <!-- name:end --> markers and is rebuilt from the results
+files, the benchmark files and model.py; the prose around the markers is left alone.
+"""
+import inspect
+import json
+import os
+from pathlib import Path
+from statistics import median
+
+import torch
+
+import utils
+from model import Net
+from utils import CLASSES, NORM_NAMES, load_results
+
+ROOT = Path(__file__).resolve().parent
+IMAGES = ROOT / "images"            # the headline runs: results_<norm>.json and figures
+STUDIES = ROOT / "experiments"      # everything beyond the assignment
+SEED1 = "seed1"                     # the same notebooks under seed 1, inside a folder of runs
+SEPARABLE = "separable"             # the notebooks with depthwise-separable C blocks, inside STUDIES
+DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def epoch_seconds(result):
+    """Mean seconds per epoch of a run (training plus the test pass)."""
+    return sum(result["history"]["seconds"]) / result["epochs"]
+
+
+def model_config(result):
+    """Net keyword arguments recorded in a results file (none: Net's defaults)."""
+    config = result.get("config", {})
+    return {k: config[k] for k in ("groups", "widths", "block", "norm_1x1") if k in config}
+
+
+def time_ratio(ips, ref, name):
+    """Median over rounds of name's time per image relative to ref's, both timed in the same round."""
+    return median(r / m for r, m in zip(ips[ref], ips[name]))
+
+
+def row(label, cells):
+    """A markdown table row; an empty cell is written "| |"."""
+    return "|" + "|".join(f" {c} " if c else " " for c in (label, *cells)) + "|"
+
+
+def header(*cols):
+    return [row(cols[0], cols[1:]), "|---" * len(cols) + "|"]
+
+
+# ----------------------------------------------------------------------------- the headline (README.md)
+
+def results_table(folder=IMAGES):
+    """Final-epoch train and test accuracy, size and time of each run in folder."""
+    res = load_results(folder)
+    if not res:
+        return "_No results yet: run the three notebooks._"
+    rows = header("model", "train acc %", "test acc %", "params", "epochs", "minutes", "s per epoch")
+    rows += [row(f"{NORM_NAMES[n]} ({n.upper()})", [f"{r['train_acc']:.2f}", f"**{r['test_acc']:.2f}**",
+                                                    f"{r['params']:,}", str(r["epochs"]), f"{r['minutes']:.1f}",
+                                                    f"{epoch_seconds(r):.1f}"]) for n, r in res.items()]
+    return "\n".join(rows)
+
+
+def layer_table(folder=IMAGES, size=32):
+    """The architecture: channels, output size, receptive field and params of every layer, for each norm as
+    its results file says it was built."""
+    results = load_results(folder)
+    models = {norm: Net(norm, **model_config(results.get(norm, {}))) for norm in NORM_NAMES}
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.update({n: (i[0].shape[1], o.shape)}))
+             for n, m in models["bn"].named_children()]
+    models["bn"].eval()(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    rows = header("layer", "what", "channels", "output", "receptive field", "params BN", "GN", "LN")
+    rf, jump = 1, 1
+    for name, layer in models["bn"].named_children():
+        cin, out = shapes[name]
+        if isinstance(layer, torch.nn.MaxPool2d):
+            rf, jump, what = rf + jump, jump * 2, "max-pool 2x2"
+        elif isinstance(layer, torch.nn.AdaptiveAvgPool2d):
+            what = "global average pool"
+        elif name in ("c3", "c6", "C10"):
+            normed = [n.upper() for n in NORM_NAMES if not isinstance(getattr(models[n], name), torch.nn.Conv2d)]
+            what = "1x1 conv" + (" to the 10 logits" if name == "C10" else "")
+            what += f" (+ norm, GELU in {', '.join(normed)})" if normed else ""
+        else:
+            rf += 2 * jump
+            conv = "3x3 conv" if isinstance(layer[0], torch.nn.Conv2d) else "depthwise 3x3 + pointwise 1x1"
+            what = conv + ", norm" + (", GELU" if len(layer) > 2 else " (GELU after the add)")
+        params = [sum(p.numel() for p in getattr(models[n], name).parameters()) for n in NORM_NAMES]
+        whole = name in ("GAP", "C10")
+        rows.append(row(name, [what, f"{cin}→{out[1]}", "1x1" if whole else f"{out[2]}x{out[3]}",
+                               "all" if whole else f"{rf}x{rf}"] + [f"{p:,}" for p in params]))
+    totals = [sum(p.numel() for p in m.parameters()) for m in models.values()]
+    rows.append(row("**total**", ["", "", "", ""] + [f"**{t:,}**" for t in totals]))
+    return "\n".join(rows)
+
+
+def recipe_runs(tuning_dir):
+    """The validation runs of the recipe search, grouped by recipe (the run's name without its seed), in
+    sweep order: {recipe: [run, ...]}. Each sweep is <tuning_dir>/<gpu|cpu>_sweep<k>/sweep.jsonl."""
+    files = sorted((int(f.parent.name.rsplit("sweep", 1)[1]), f) for f in Path(tuning_dir).glob("*_sweep*/sweep.jsonl"))
+    groups = {}  # by name, not cfg: a key added to later sweeps at its old value leaves the name alone
+    for k, f in files:
+        for line in f.read_text().splitlines():
+            r = dict(json.loads(line), sweep=f.parent.name, sweep_no=k)
+            recipe = ",".join(p for p in r["name"].split(",") if not p.startswith("seed=")) or "base"
+            groups.setdefault(recipe, []).append(r)
+    return groups
+
+
+def findings_table(folder=IMAGES, studies=STUDIES):
+    """The numbers behind the findings, one column per norm: seeds, learning speed, batch statistics, cost."""
+    res = load_results(folder)
+    if not res:
+        return "_No results yet: run the three notebooks._"
+    other = load_results(Path(studies) / SEED1)
+    rows = header("", *(f"{NORM_NAMES[n]} ({n.upper()})" for n in res))
+    add = lambda label, fmt: rows.append(row(label, [fmt(n, r) for n, r in res.items()]))
+    add("test acc %, seed 0 (headline)", lambda n, r: f"{r['test_acc']:.2f}")
+    if other:
+        add("test acc %, seed 1", lambda n, r: f"{other[n]['test_acc']:.2f}" if n in other else "-")
+    best = {}  # norm -> the recipe run under the most seeds in the recipe search: the notebooks' recipe
+    for runs in recipe_runs(Path(studies) / "tuning").values():
+        n = runs[0]["cfg"]["norm"]
+        if len(runs) > len(best.get(n, [])):
+            best[n] = runs
+    if best:
+        add("validation acc %, mean of the recipe's seeds (seeds)", lambda n, r: "-" if n not in best else
+            f"{sum(x['val_acc'] for x in best[n]) / len(best[n]):.2f} ({len(best[n])})")
+    add("train acc % - test acc % (seed 0)", lambda n, r: f"{r['train_acc'] - r['test_acc']:+.2f}")
+    add("test acc % after epoch 1 / 5 / 10 / 15", lambda n, r: " / ".join(
+        f"{r['history']['test_acc'][e - 1]:.2f}" for e in (1, 5, 10, 15) if e <= r["epochs"]))
+    sizes = list(next(iter(res.values())).get("batch_stats_acc", {}))
+    if sizes:
+        def by_size(n, r):
+            accs = [f"{r['batch_stats_acc'][s]:.2f}" for s in sizes]
+            return f"{accs[0]} at every size" if len(set(accs)) == 1 else " / ".join(accs)
+        add(f"test acc %, norms on batch statistics of {' / '.join(sizes)} test images", by_size)
+    bench = Path(studies) / "bench_norms.json"
+    if bench.exists():
+        b = json.loads(bench.read_text())
+        add("train / eval time per image vs BN, timed in turns", lambda n, r: "-" if n not in b["train_ips"] else
+            f"{time_ratio(b['train_ips'], 'bn', n):.2f}x / {time_ratio(b['eval_ips'], 'bn', n):.2f}x")
+    return "\n".join(rows)
+
+
+def per_class_table(folder=IMAGES, top=2):
+    """Test accuracy per class and the most frequent confusions, from each run's confusion matrix."""
+    res = {n: r for n, r in load_results(folder).items() if "confusion" in r}
+    if not res:
+        return "_No confusion matrices yet: rerun the notebooks._"
+    cm = {n: torch.tensor(r["confusion"]) for n, r in res.items()}
+    rows = header("test acc % by class", *(n.upper() for n in res))
+    for k, name in enumerate(CLASSES):
+        rows.append(row(name, [f"{100 * m[k, k] / m[k].sum():.1f}" for m in cm.values()]))
+    rows.append("")
+    for n, m in cm.items():
+        wrong = m - torch.diag(torch.diag(m))
+        counts, idx = wrong.flatten().topk(top)
+        pairs = [f"{CLASSES[i // 10]} taken for {CLASSES[i % 10]} {c} times" for c, i in zip(counts.tolist(), idx.tolist())]
+        rows.append(f"- {NORM_NAMES[n]}: {int(wrong.sum()):,} mistakes; most often " + ", ".join(pairs) + ".")
+    return "\n".join(rows)
+
+
+def norm_tables(x, groups=2):
+    """Markdown tables of the means and variances BN, LN and GN(groups) compute for x (utils.norm_stats)."""
+    n, c = x.shape[:2]
+    fmt = lambda t: [f"{v:.3f}" for v in t.tolist()]
+    out = []
+    mean, var = utils.norm_stats(x, "bn")
+    out += ["**BN**: one statistic per channel, over all images and pixels (N, H, W)", "",
+            *header("", *(f"channel {k}" for k in range(c))), row("mean", fmt(mean)), row("var", fmt(var)), ""]
+    mean, var = utils.norm_stats(x, "ln")
+    out += ["**LN**: one statistic per image, over all its channels and pixels (C, H, W)", "",
+            *header("", *(f"image {i}" for i in range(n))), row("mean", fmt(mean)), row("var", fmt(var)), ""]
+    mean, var = utils.norm_stats(x, "gn", groups)
+    size = c // groups
+    heads = [f"group {g} (ch {g * size}-{g * size + size - 1})" for g in range(groups)]
+    out += [f"**GN** ({groups} groups): one statistic per image and group of {size} channels", "",
+            *header("", *(f"{h} {s}" for h in heads for s in ("mean", "var")))]
+    out += [row(f"image {i}", [f"{v:.3f}" for mv in zip(mean[i].tolist(), var[i].tolist()) for v in mv])
+            for i in range(n)]
+    return "\n".join(out)
+
+
+def provenance(folders, root=ROOT):
+    """Which data, hardware, torch and seed produced each results file in folders."""
+    rows = header("model", "results file", "data", "hardware", "torch", "seed", "minutes")
+    for d in folders:
+        where = Path(os.path.relpath(d, root)).as_posix()
+        rows += [row(NORM_NAMES[n], [f"`{where}/results_{n}.json`", r["data"], r["device"], r["torch"], str(r["seed"]),
+                                     f"{r['minutes']:.1f}"]) for n, r in load_results(d).items()]
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------- the studies (experiments/README.md)
+
+def seeds_table(folder=IMAGES, studies=STUDIES):
+    """Each model's final accuracies under seed 0 (the headline) and seed 1 (<studies>/seed1)."""
+    main, other = load_results(folder), load_results(Path(studies) / SEED1)
+    if not other:
+        return "_No second-seed results yet._"
+    rows = header("model", "seed", "train acc %", "test acc %", "seed", "train acc %", "test acc %",
+                  "test difference (points)")
+    for n in (n for n in NORM_NAMES if n in main and n in other):
+        a, b = main[n], other[n]
+        rows.append(row(NORM_NAMES[n], [str(a["seed"]), f"{a['train_acc']:.2f}", f"{a['test_acc']:.2f}", str(b["seed"]),
+                                        f"{b['train_acc']:.2f}", f"{b['test_acc']:.2f}",
+                                        f"{b['test_acc'] - a['test_acc']:+.2f}"]))
+    return "\n".join(rows)
+
+
+def blocks_table(folder=IMAGES, studies=STUDIES):
+    """Full 3x3 C blocks (the headline) against depthwise-separable ones: every run's final test accuracy."""
+    sep = Path(studies) / SEPARABLE
+    sets = {"full 3x3": [folder, Path(studies) / SEED1], "depthwise-separable": [sep, sep / SEED1]}
+    rows = header("model", "C blocks", "widths", "params", "test acc % (seed)", "mean", "s per epoch (first run)")
+    for n in NORM_NAMES:
+        for label, folders in sets.items():
+            rs = [res[n] for res in map(load_results, folders) if n in res]
+            if not rs:
+                continue
+            widths = model_config(rs[0]).get("widths", DEFAULT_WIDTHS)
+            accs = [r["test_acc"] for r in rs]
+            rows.append(row(NORM_NAMES[n], [label, "/".join(map(str, widths)), f"{rs[0]['params']:,}",
+                                            ", ".join(f"{r['test_acc']:.2f} ({r['seed']})" for r in rs),
+                                            f"{sum(accs) / len(accs):.2f}", f"{epoch_seconds(rs[0]):.1f}"]))
+    return "\n".join(rows)
+
+
+def tuning_table(tuning_dir=STUDIES / "tuning"):
+    """The recipe search: the seed spread of every recipe run under 3 or more seeds, then all runs (collapsed)."""
+    groups = recipe_runs(tuning_dir)
+    if not groups:
+        return f"_No validation sweeps in {Path(tuning_dir).name}/._"
+    rows = header("model", "recipe (changes from the first sweep's base)", "seeds", "val acc % mean", "min", "max")
+    order = list(NORM_NAMES)
+    for recipe, runs in sorted(((k, g) for k, g in groups.items() if len(g) >= 3),
+                               key=lambda kg: order.index(kg[1][0]["cfg"]["norm"])):
+        acc = [r["val_acc"] for r in runs]
+        rows.append(row(runs[0]["cfg"]["norm"].upper(), [f"`{recipe}`", str(len(acc)), f"{sum(acc) / len(acc):.2f}",
+                                                         f"{min(acc):.2f}", f"{max(acc):.2f}"]))
+    runs = [r for g in groups.values() for r in g]
+    rows += ["", f"<details><summary>All {len(runs)} validation runs, best first within each sweep</summary>", "",
+             *header("sweep", "model", "changes from the first sweep's base", "train acc %", "val acc %")]
+    for r in sorted(runs, key=lambda r: (r["sweep_no"], -r["val_acc"])):
+        rows.append(row(r["sweep"], [r["cfg"]["norm"].upper(), f"`{r['name']}`", f"{r['train_acc']:.2f}",
+                                     f"{r['val_acc']:.2f}"]))
+    return "\n".join(rows + ["", "</details>"])
+
+
+def small_batch_table(folder=STUDIES / "small_batch"):
+    """Each norm's recipe trained with small batches (sweep.py plans 9 and 10, the second seed in <folder>/seed1;
+    validation split): final val accuracy per training batch size, one value per seed, and BN's when its norms
+    use batch statistics instead of their running averages."""
+    files = [f for f in (Path(folder) / "sweep.jsonl", Path(folder) / SEED1 / "sweep.jsonl") if f.exists()]
+    if not files:
+        return "_No small-batch runs yet._"
+    runs = {}  # (batch size, norm) -> its runs, in seed order
+    for r in sorted((json.loads(line) for f in files for line in f.read_text().splitlines()),
+                    key=lambda r: r["cfg"]["seed"]):
+        runs.setdefault((r["cfg"]["bs"], r["cfg"]["norm"]), []).append(r)
+    cell = lambda bs, n, get: " / ".join(f"{get(r):.2f}" for r in runs.get((bs, n), [])) or "-"
+    val = lambda r: r["val_acc"]
+    stats = lambda size: lambda r: r["val_acc_batch_stats"][str(size)]
+    rows = header("training batch size", "epochs", "seeds", "BN val acc %", "BN, batch statistics, batches of the "
+                  "training size", "BN, batch statistics, batches of 128", "GN val acc %", "LN val acc %")
+    for bs in sorted({bs for bs, _ in runs}):
+        same = [r for (b, _), rs in runs.items() if b == bs for r in rs]
+        epochs, seeds = ("/".join(sorted({str(r["cfg"][k]) for r in same})) for k in ("epochs", "seed"))
+        rows.append(row(str(bs), [epochs, seeds, cell(bs, "bn", val), cell(bs, "bn", stats(bs)),
+                                  cell(bs, "bn", stats(128)), cell(bs, "gn", val), cell(bs, "ln", val)]))
+    return "\n".join(rows)
+
+
+def speed_table(studies=STUDIES):
+    """The data pipeline against DataLoader + PIL transforms, from <studies>/bench.json (bench_pipeline.py)."""
+    path = Path(studies) / "bench.json"
+    if not path.exists():
+        return "_No benchmark yet: run `python experiments/bench_pipeline.py --out experiments/bench.json`._"
+    b = json.loads(path.read_text())
+    one_epoch = b["data_s_ours_epoch"] + b["data_s_ours_setup"]
+    rows = [f"Machine: {b['machine']}.", "",
+            *header("measure", "conventional (DataLoader + PIL transforms)", "ours (tensor on device)", "speed-up"),
+            row("(a) data preparation, one epoch of 50,000 images, timed alone",
+                [f"{b['data_s_conventional']:.2f} s (num_workers={b['conventional_workers']}, the faster of 0 and 2)",
+                 f"{b['data_s_ours']:.3f} s: {b['data_s_ours_epoch']:.3f} s per epoch + {b['data_s_ours_setup']:.2f} s "
+                 f"once (statistics, the normalized crop table) shared by {b['epochs']} epochs",
+                 f"**{b['data_speedup']:.1f}x**"]),
+            row("(a) the same, our batches timed between training steps",
+                [f"{b['data_s_conventional']:.2f} s", f"{b['data_s_ours_epoch_in_training']:.3f} s per epoch + the "
+                 "same setup share", f"{b['data_speedup_in_training']:.1f}x"]),
+            row("(a) the same, a single epoch paying all of the setup",
+                [f"{b['data_s_conventional']:.2f} s", f"{one_epoch:.2f} s", f"{b['data_s_conventional'] / one_epoch:.1f}x"]),
+            row("(b) training, BN model, images/s",
+                [f"{b['train_ips_conventional']:,}", f"{b['train_ips_ours']:,}", f"**{b['train_speedup']:.2f}x**"]),
+            row("(c) evaluation, images/s", [f"{b['eval_ips_conventional']:,}", f"{b['eval_ips_ours']:,}",
+                                             f"{b['eval_speedup']:.2f}x"]),
+            row("(c) evaluation, achieved GFLOP/s", ["", f"{b['eval_gflops_ours']:.1f}", ""])]
+    variants = {"fused": "fused SGD instead of foreach", "1thread": "1 torch thread instead of 2",
+                "compiled": "`torch.compile`"}
+    rows += [row(f"(b) training with {label}, images/s", ["", f"{b['train_ips_' + key]:,}",
+                                                          f"{b['train_ips_' + key] / b['train_ips_ours']:.2f}x vs ours"])
+             for key, label in variants.items() if "train_ips_" + key in b]
+    return "\n".join(rows)
+
+
+def norm_speed_table(studies=STUDIES):
+    """BN vs GN vs LN speed from <studies>/bench_norms.json (bench_norms.py): medians over rounds, each model's
+    time per image against BN's, and a separable model's against the same model with full 3x3 C blocks."""
+    path = Path(studies) / "bench_norms.json"
+    if not path.exists():
+        return "_No benchmark yet: run `python experiments/bench_norms.py --out experiments/bench_norms.json`._"
+    b = json.loads(path.read_text())
+    block = lambda m: m.get("block", "full")
+    rows = [f"{b['machine']}; {b['rounds']} rounds, each timing every model once in turn: {b['steps']} training "
+            f"steps of batch {b['batch_size']} and {b['eval_images']:,} test images.", "",
+            *header("model", "C blocks", "1x1 convs c3, c6", "train images/s (median, min-max)", "train time vs BN",
+                    "eval images/s (median)", "eval time vs BN", "train / eval time vs full 3x3")]
+    for n, m in b["models"].items():
+        tr, ev = b["train_ips"][n], b["eval_ips"][n]
+        twin = block(m) != "full" and next((f for f, o in b["models"].items()  # same model, full 3x3 C blocks
+                                            if block(o) == "full" and o["norm"] == m["norm"]
+                                            and o["norm_1x1"] == m["norm_1x1"]), None)
+        vs_full = (f"{time_ratio(b['train_ips'], twin, n):.2f}x / {time_ratio(b['eval_ips'], twin, n):.2f}x"
+                   if twin else "")
+        label = NORM_NAMES[m["norm"]] + (" (as in its notebook)" if n.removesuffix("_sep") in NORM_NAMES else "")
+        rows.append(row(label, ["depthwise-separable" if block(m) == "separable" else "full 3x3",
+                                "norm + GELU" if m["norm_1x1"] else "plain",
+                                f"{median(tr):,.0f} ({min(tr):,.0f}-{max(tr):,.0f})",
+                                f"{time_ratio(b['train_ips'], 'bn', n):.2f}x", f"{median(ev):,.0f}",
+                                f"{time_ratio(b['eval_ips'], 'bn', n):.2f}x", vs_full]))
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------- writing
+
+def readme_tables(images=IMAGES, studies=STUDIES, root=ROOT):
+    return {"results": results_table(images), "architecture": layer_table(images),
+            "per-class": per_class_table(images), "findings": findings_table(images, studies),
+            "norm-tables": norm_tables(utils.norm_example()), "hardware": provenance([images], root)}
+
+
+def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
+    studies, sep = Path(studies), Path(studies) / SEPARABLE
+    return {"seeds": seeds_table(images, studies), "blocks": blocks_table(images, studies),
+            "separable-results": results_table(sep), "separable-architecture": layer_table(sep),
+            "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
+            "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
+            "hardware": provenance([studies / SEED1, sep, sep / SEED1], root)}
+
+
+def replace_between(text, name, body):
+    """Replace what stands between <!-- name:start --> and <!-- name:end --> with body."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"markers {start} ... {end} not found")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+
+
+def render(path, tables):
+    """The markdown file at path with every table regenerated."""
+    text = Path(path).read_text()
+    for name, body in tables.items():
+        text = replace_between(text, name, body)
+    return text
+
+
+def main(images=IMAGES, studies=STUDIES, root=ROOT):
+    utils.plot_norm_sets(utils.norm_example(), images)
+    pages = {path: render(path, tables) for path, tables in  # both rendered before either is written
+             ((Path(root) / "README.md", readme_tables(images, studies, root)),
+              (Path(studies) / "README.md", studies_tables(images, studies, root)))}
+    for path, text in pages.items():
+        utils._atomic_write(path, lambda p, text=text: Path(p).write_text(text))
+        print(f"{Path(os.path.relpath(path, root)).as_posix()}: tables regenerated")
+
+
+if __name__ == "__main__":
+    main()

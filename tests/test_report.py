@@ -1,0 +1,169 @@
+"""report.py builds every README table from results and benchmark files (synthetic ones here)."""
+import json
+
+import pytest
+
+import report
+from model import Net, count_params
+
+
+def write_result(folder, norm="gn", test_acc=81.5, seed=0, confusion=None, stats=(10.0, 80.0), **config):
+    """A results_<norm>.json as the notebooks write it, with made-up numbers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    hist = {"train_loss": [2.0, 1.5], "train_acc": [40.0, 83.0], "test_loss": [1.8, 1.4],
+            "test_acc": [45.0, test_acc], "lr": [0.1, 0.01], "seconds": [3.0, 5.0]}
+    r = {"norm": norm, "params": count_params(Net(norm, **config)), "epochs": 2, "train_acc": 83.0,
+         "test_acc": test_acc, "minutes": 0.13, "history": hist, "seed": seed, "device": "cpu", "data": "folder",
+         "torch": "2", "batch_stats_acc": dict(zip(("1", "64"), stats)), "config": config}
+    if confusion is not None:
+        r["confusion"] = confusion
+    (folder / f"results_{norm}.json").write_text(json.dumps(r))
+    return r
+
+
+def write_jsonl(folder, runs):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+
+
+def test_both_readmes_regenerate_between_their_markers_only(tmp_path):
+    images, studies = tmp_path / "images", tmp_path / "experiments"
+    for norm in ("bn", "gn", "ln"):
+        write_result(images, norm, seed=0, norm_1x1=norm == "bn")
+    write_result(studies / "seed1", "gn", test_acc=80.25, seed=1)
+    pages = {tmp_path / "README.md": report.readme_tables(images, studies, tmp_path),
+             studies / "README.md": report.studies_tables(images, studies, tmp_path)}
+    for path, tables in pages.items():
+        path.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in tables) + "end\n")
+    report.main(images, studies, tmp_path)
+    readme, study = (p.read_text() for p in pages)
+    for text in (readme, study):
+        assert "STALE" not in text and text.startswith("intro\n") and text.endswith("end\n")
+    assert "| Group Norm (GN) | 83.00 | **81.50** |" in readme
+    assert f"| **total** | | | | | **{count_params(Net('bn', norm_1x1=True)):,}** | **47,818** |" in readme
+    assert "| test acc %, seed 1 | - | 80.25 | - |" in readme  # from experiments/seed1
+    assert "| test acc %, norms on batch statistics of 1 / 64 test images | 10.00 / 80.00 |" in readme
+    assert "No confusion matrices yet" in readme
+    assert "| mean | 2.833 |" in readme  # the worked example
+    assert "`images/results_bn.json`" in readme and "seed1" not in readme.split("hardware:start")[1]
+    assert "| Group Norm | 0 | 83.00 | 81.50 | 1 | 83.00 | 80.25 | -1.25 |" in study  # seeds
+    assert "`experiments/seed1/results_gn.json`" in study
+    assert "No small-batch runs yet" in study and "No benchmark yet" in study
+    assert (images / "norm_axes.png").exists()
+    with pytest.raises(ValueError, match="markers"):
+        report.replace_between("no markers", "results", "x")
+
+
+def test_per_class_table_reads_the_confusion_matrix(tmp_path):
+    cm = [[0] * 10 for _ in range(10)]
+    for k in range(10):
+        cm[k][k] = 90
+    cm[3][5], cm[3][3] = 30, 60   # cats taken for dogs
+    cm[5][3], cm[5][5] = 20, 70   # dogs taken for cats
+    cm[0][8], cm[0][0] = 10, 80   # airplanes taken for ships
+    write_result(tmp_path, "bn", confusion=cm)
+    text = report.per_class_table(tmp_path)
+    assert "| cat | 66.7 |" in text and "| dog | 77.8 |" in text and "| airplane | 88.9 |" in text
+    assert "- Batch Norm: 60 mistakes; most often cat taken for dog 30 times, dog taken for cat 20 times." in text
+
+
+def test_findings_use_the_most_seeded_recipe_and_the_bench_ratios(tmp_path):
+    images, studies = tmp_path / "images", tmp_path / "experiments"
+    write_result(images, "bn")
+    write_result(images, "ln", stats=(81.5, 81.5))
+    run = lambda name, val, seed: {"name": name, "train_acc": 90.0, "val_acc": val, "cfg": {"norm": "bn", "seed": seed}}
+    write_jsonl(studies / "tuning" / "gpu_sweep1", [run("lr=0.2", 80.0, 0), run("lr=0.2,seed=1", 82.0, 1),
+                                                     run("lr=0.4", 90.0, 0)])
+    bench = {"train_ips": {"bn": [1000, 500]}, "eval_ips": {"bn": [3000, 1500]}}
+    (studies / "bench_norms.json").write_text(json.dumps(bench))
+    text = report.findings_table(images, studies)
+    assert "| validation acc %, mean of the recipe's seeds (seeds) | 81.00 (2) |" in text
+    assert "| train / eval time per image vs BN, timed in turns | 1.00x / 1.00x | - |" in text  # LN not timed
+    assert "| 10.00 / 80.00 | 81.50 at every size |" in text  # batch statistics: LN never looks across images
+    assert "| test acc % after epoch 1 / 5 / 10 / 15 | 45.00 |" in text  # a 2-epoch run has only epoch 1
+
+
+def test_speed_table_comes_from_the_benchmark_file(tmp_path):
+    bench = {"machine": "CPU: test", "data_speedup": 30.4, "train_speedup": 1.78, "eval_speedup": 1.77,
+             "data_s_conventional": 7.67, "data_s_ours": 0.253, "data_s_ours_epoch": 0.153, "data_s_ours_setup": 2.0,
+             "data_s_ours_epoch_in_training": 0.422, "data_speedup_in_training": 14.7, "epochs": 20,
+             "train_ips_conventional": 603, "train_ips_ours": 1073, "eval_ips_conventional": 2142,
+             "eval_ips_ours": 3788, "eval_gflops_ours": 69.3, "conventional_workers": 2, "train_ips_fused": 1105}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    table = report.speed_table(tmp_path)
+    assert "Machine: CPU: test." in table and "| **30.4x** |" in table and "| **1.78x** |" in table
+    assert "| 0.422 s per epoch + the same setup share | 14.7x |" in table
+    assert "| 2.15 s | 3.6x |" in table  # one epoch paying all of the setup: 7.67 / (0.153 + 2.0)
+    assert "fused SGD instead of foreach, images/s | | 1,105 | 1.03x vs ours |" in table
+    assert "torch.compile" not in table  # variants appear only when measured
+
+
+def test_norm_speed_table_compares_within_rounds(tmp_path):
+    assert "No benchmark yet" in report.norm_speed_table(tmp_path)
+    bench = {"machine": "CPU: test", "batch_size": 128, "steps": 40, "eval_images": 5000, "rounds": 3,
+             "models": {"bn": {"norm": "bn", "norm_1x1": True}, "gn": {"norm": "gn", "norm_1x1": False},
+                        "gn_sep": {"norm": "gn", "norm_1x1": False, "block": "separable", "widths": [32, 48, 96]}},
+             # the machine halves its speed in round 2; GN is always 4/5 of BN's speed in training,
+             # separable GN half of GN's
+             "train_ips": {"bn": [1000, 500, 1000], "gn": [800, 400, 800], "gn_sep": [400, 200, 400]},
+             "eval_ips": {"bn": [3000, 1500, 3000], "gn": [3000, 1500, 2000], "gn_sep": [1000, 1000, 1000]}}
+    (tmp_path / "bench_norms.json").write_text(json.dumps(bench))
+    table = report.norm_speed_table(tmp_path)
+    assert "CPU: test; 3 rounds" in table and "40 training steps of batch 128 and 5,000 test images" in table
+    assert ("| Batch Norm (as in its notebook) | full 3x3 | norm + GELU | 1,000 (500-1,000) | 1.00x | 3,000 | 1.00x "
+            "| |") in table
+    assert "| Group Norm (as in its notebook) | full 3x3 | plain | 800 (400-800) | 1.25x | 2,000 | 1.00x | |" in table
+    assert ("| Group Norm (as in its notebook) | depthwise-separable | plain | 400 (200-400) | 2.50x | 1,000 | 3.00x "
+            "| 2.00x / 2.00x |") in table  # eval ratios per round: 3, 1.5, 2 -> median 2
+
+
+def test_architecture_table_builds_each_variant_as_its_run_did(tmp_path):
+    write_result(tmp_path, "bn", groups=4, norm_1x1=True)
+    table = report.layer_table(tmp_path)
+    bn, plain = count_params(Net("bn", norm_1x1=True)), count_params(Net("gn"))
+    assert bn > plain and f"| **total** | | | | | **{bn:,}** | **{plain:,}** | **{plain:,}** |" in table
+    assert "| c3 | 1x1 conv (+ norm, GELU in BN) | 16→24 |" in table
+
+
+def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
+    def run(name, val, seed, **cfg):
+        return {"name": name, "train_acc": 90.0, "val_acc": val, "cfg": {"norm": "bn", "seed": seed, **cfg}}
+    write_jsonl(tmp_path / "gpu_sweep2", [run("base", 80.0, 0), run("seed=1", 82.5, 1), run("seed=2", 81.0, 2)])
+    write_jsonl(tmp_path / "cpu_sweep10", [run("whiten=train", 84.0, 0, whiten="train")])
+    write_jsonl(tmp_path / "cpu_sweep11", [run("seed=3", 80.5, 3, block="3x3")])  # a key added later, at its old value
+    text = report.tuning_table(tmp_path)
+    assert "| BN | `base` | 4 | 81.00 | 80.00 | 82.50 |" in text  # one recipe, four seeds
+    assert "whiten=train` | 1 |" not in text                     # one seed is no spread
+    order = [line.split("`")[1] for line in text.splitlines() if line.startswith("| gpu_") or line.startswith("| cpu_")]
+    assert order == ["seed=1", "seed=2", "base", "whiten=train", "seed=3"]  # sweep 2 before 10, best first within each
+    assert "No validation sweeps" in report.tuning_table(tmp_path / "none")
+
+
+def test_small_batch_table_has_a_row_per_batch_size_and_a_value_per_seed(tmp_path):
+    def run(norm, bs, val, seed=0, stats=None):
+        return {"val_acc": val, "cfg": {"norm": norm, "bs": bs, "epochs": 3, "seed": seed},
+                **({"val_acc_batch_stats": stats} if stats else {})}
+    write_jsonl(tmp_path, [run("gn", 128, 70.0), run("bn", 2, 40.0, stats={"2": 65.5, "128": 50.25}),
+                           run("ln", 2, 66.0), run("bn", 128, 72.0, stats={"128": 71.5}), run("gn", 2, 67.125)])
+    assert report.small_batch_table(tmp_path).splitlines()[2:] == [
+        "| 2 | 3 | 0 | 40.00 | 65.50 | 50.25 | 67.12 | 66.00 |",  # smallest batch first
+        "| 128 | 3 | 0 | 72.00 | 71.50 | 71.50 | 70.00 | - |"]   # a missing run shows as -
+    write_jsonl(tmp_path / report.SEED1, [run("gn", 2, 68.0, seed=1), run("bn", 2, 41.0, seed=1,
+                                                                         stats={"2": 60.0, "128": 55.0})])
+    assert report.small_batch_table(tmp_path).splitlines()[2] == (
+        "| 2 | 3 | 0/1 | 40.00 / 41.00 | 65.50 / 60.00 | 50.25 / 55.00 | 67.12 / 68.00 | 66.00 |")
+    assert "No small-batch runs" in report.small_batch_table(tmp_path / "none")
+
+
+def test_blocks_table_sets_each_block_design_beside_the_other(tmp_path):
+    images, studies = tmp_path / "images", tmp_path / "experiments"
+    write_result(images, "gn", 81.5, 0)
+    write_result(studies / "seed1", "gn", 80.5, 1)
+    write_result(studies / "separable", "gn", 83.0, 0, widths=[32, 48, 96], block="separable")
+    table = report.blocks_table(images, studies)
+    full, sep = count_params(Net("gn")), count_params(Net("gn", widths=[32, 48, 96], block="separable"))
+    assert f"| Group Norm | full 3x3 | 16/24/32 | {full:,} | 81.50 (0), 80.50 (1) | 81.00 | 4.0 |" in table
+    assert f"| Group Norm | depthwise-separable | 32/48/96 | {sep:,} | 83.00 (0) | 83.00 | 4.0 |" in table
+    assert "Batch Norm" not in table and "Layer Norm" not in table  # no results, no row
+    files = [line.split("`")[1] for line in report.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
+    assert files == ["experiments/seed1/results_gn.json", "experiments/separable/results_gn.json"]
