@@ -130,8 +130,8 @@ def findings_table(folder=IMAGES, studies=STUDIES):
         if len(runs) > len(best.get(n, [])):
             best[n] = runs
     if best:
-        add("validation acc %, mean of the recipe's seeds (seeds)", lambda n, r: "-" if n not in best else
-            f"{sum(x['val_acc'] for x in best[n]) / len(best[n]):.2f} ({len(best[n])})")
+        add("validation acc % in the recipe search, mean over n seeds", lambda n, r: "-" if n not in best else
+            f"{sum(x['val_acc'] for x in best[n]) / len(best[n]):.2f} (n={len(best[n])})")
     add("train acc % - test acc % (seed 0)", lambda n, r: f"{r['train_acc'] - r['test_acc']:+.2f}")
     add("test acc % after epoch 1 / 5 / 10 / 15", lambda n, r: " / ".join(
         f"{r['history']['test_acc'][e - 1]:.2f}" for e in (1, 5, 10, 15) if e <= r["epochs"]))
@@ -140,11 +140,11 @@ def findings_table(folder=IMAGES, studies=STUDIES):
         def by_size(n, r):
             accs = [f"{r['batch_stats_acc'][s]:.2f}" for s in sizes]
             return f"{accs[0]} at every size" if len(set(accs)) == 1 else " / ".join(accs)
-        add(f"test acc %, norms on batch statistics of {' / '.join(sizes)} test images", by_size)
+        add(f"test acc % when the norms use statistics of test batches of {' / '.join(sizes)}", by_size)
     bench = Path(studies) / "bench_norms.json"
     if bench.exists():
         b = json.loads(bench.read_text())
-        add("train / eval time per image vs BN, timed in turns", lambda n, r: "-" if n not in b["train_ips"] else
+        add("train / eval time per image vs BN (timed alternately)", lambda n, r: "-" if n not in b["train_ips"] else
             f"{time_ratio(b['train_ips'], 'bn', n):.2f}x / {time_ratio(b['eval_ips'], 'bn', n):.2f}x")
     return "\n".join(rows)
 
@@ -162,8 +162,8 @@ def per_class_table(folder=IMAGES, top=2):
     for n, m in cm.items():
         wrong = m - torch.diag(torch.diag(m))
         counts, idx = wrong.flatten().topk(top)
-        pairs = [f"{CLASSES[i // 10]} taken for {CLASSES[i % 10]} {c} times" for c, i in zip(counts.tolist(), idx.tolist())]
-        rows.append(f"- {NORM_NAMES[n]}: {int(wrong.sum()):,} mistakes; most often " + ", ".join(pairs) + ".")
+        pairs = [f"{CLASSES[i // 10]} as {CLASSES[i % 10]} ({c})" for c, i in zip(counts.tolist(), idx.tolist())]
+        rows.append(f"- {n.upper()}: {int(wrong.sum()):,} mistakes; commonest " + ", ".join(pairs) + ".")
     return "\n".join(rows)
 
 
@@ -190,11 +190,11 @@ def norm_tables(x, groups=2):
 
 def provenance(folders, root=ROOT):
     """Which data, hardware, torch and seed produced each results file in folders."""
-    rows = header("model", "results file", "data", "hardware", "torch", "seed", "minutes")
+    rows = header("model", "results file", "data", "hardware", "torch", "seed")
     for d in folders:
         where = Path(os.path.relpath(d, root)).as_posix()
-        rows += [row(NORM_NAMES[n], [f"`{where}/results_{n}.json`", r["data"], r["device"], r["torch"], str(r["seed"]),
-                                     f"{r['minutes']:.1f}"]) for n, r in load_results(d).items()]
+        rows += [row(NORM_NAMES[n], [f"`{where}/results_{n}.json`", r["data"], r["device"], r["torch"], str(r["seed"])])
+                 for n, r in load_results(d).items()]
     return "\n".join(rows)
 
 
@@ -319,7 +319,8 @@ def norm_speed_table(studies=STUDIES):
     b = json.loads(path.read_text())
     block = lambda m: m.get("block", "full")
     rows = [f"{b['machine']}; {b['rounds']} rounds, each timing every model once in turn: {b['steps']} training "
-            f"steps of batch {b['batch_size']} and {b['eval_images']:,} test images.", "",
+            f"steps of batch {b['batch_size']} and {b['eval_images']:,} test images. Time ratios are medians of the "
+            "per-round ratios.", "",
             *header("model", "C blocks", "1x1 convs c3, c6", "train images/s (median, min-max)", "train time vs BN",
                     "eval images/s (median)", "eval time vs BN", "train / eval time vs full 3x3")]
     for n, m in b["models"].items():

@@ -71,6 +71,16 @@ def test_readme_tables_regenerate_byte_for_byte(page, tables):
     assert report.render(ROOT / page, tables()) == (ROOT / page).read_text(), "run python report.py"
 
 
+def test_readme_is_one_short_report_with_the_figures_early():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.split()) <= 2500, "the README is a short report: move long studies to experiments/README.md"
+    first_figure = next(i for i, line in enumerate(text.splitlines(), 1) if re.search(r"!\[|<img ", line))
+    assert first_figure <= 150
+    study = text.index("## Studies")
+    for png in ["comparison"] + [f"{kind}_{n}" for kind in ("curves", "misclassified") for n in NOTEBOOKS]:
+        assert -1 < text.find(f"images/{png}.png") < study, png  # every graph and grid before the studies
+
+
 def anchors(markdown):
     """GitHub's heading anchors for a markdown text."""
     heads = re.findall(r"^#+ (.+)$", markdown, flags=re.M)

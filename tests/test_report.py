@@ -42,7 +42,7 @@ def test_both_readmes_regenerate_between_their_markers_only(tmp_path):
     assert "| Group Norm (GN) | 83.00 | **81.50** |" in readme
     assert f"| **total** | | | | | **{count_params(Net('bn', norm_1x1=True)):,}** | **47,818** |" in readme
     assert "| test acc %, seed 1 | - | 80.25 | - |" in readme  # from experiments/seed1
-    assert "| test acc %, norms on batch statistics of 1 / 64 test images | 10.00 / 80.00 |" in readme
+    assert "| test acc % when the norms use statistics of test batches of 1 / 64 | 10.00 / 80.00 |" in readme
     assert "No confusion matrices yet" in readme
     assert "| mean | 2.833 |" in readme  # the worked example
     assert "`images/results_bn.json`" in readme and "seed1" not in readme.split("hardware:start")[1]
@@ -64,7 +64,7 @@ def test_per_class_table_reads_the_confusion_matrix(tmp_path):
     write_result(tmp_path, "bn", confusion=cm)
     text = report.per_class_table(tmp_path)
     assert "| cat | 66.7 |" in text and "| dog | 77.8 |" in text and "| airplane | 88.9 |" in text
-    assert "- Batch Norm: 60 mistakes; most often cat taken for dog 30 times, dog taken for cat 20 times." in text
+    assert "- BN: 60 mistakes; commonest cat as dog (30), dog as cat (20)." in text
 
 
 def test_findings_use_the_most_seeded_recipe_and_the_bench_ratios(tmp_path):
@@ -77,8 +77,8 @@ def test_findings_use_the_most_seeded_recipe_and_the_bench_ratios(tmp_path):
     bench = {"train_ips": {"bn": [1000, 500]}, "eval_ips": {"bn": [3000, 1500]}}
     (studies / "bench_norms.json").write_text(json.dumps(bench))
     text = report.findings_table(images, studies)
-    assert "| validation acc %, mean of the recipe's seeds (seeds) | 81.00 (2) |" in text
-    assert "| train / eval time per image vs BN, timed in turns | 1.00x / 1.00x | - |" in text  # LN not timed
+    assert "| validation acc % in the recipe search, mean over n seeds | 81.00 (n=2) |" in text
+    assert "| train / eval time per image vs BN (timed alternately) | 1.00x / 1.00x | - |" in text  # LN not timed
     assert "| 10.00 / 80.00 | 81.50 at every size |" in text  # batch statistics: LN never looks across images
     assert "| test acc % after epoch 1 / 5 / 10 / 15 | 45.00 |" in text  # a 2-epoch run has only epoch 1
 
