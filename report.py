@@ -162,7 +162,8 @@ def per_class_table(folder=IMAGES, top=2):
     for n, m in cm.items():
         wrong = m - torch.diag(torch.diag(m))
         counts, idx = wrong.flatten().topk(top)
-        pairs = [f"{CLASSES[i // 10]} as {CLASSES[i % 10]} ({c})" for c, i in zip(counts.tolist(), idx.tolist())]
+        pairs = [f"{CLASSES[true]} as {CLASSES[pred]} ({c})"
+                 for c, (true, pred) in zip(counts.tolist(), (divmod(i, len(CLASSES)) for i in idx.tolist()))]
         rows.append(f"- {n.upper()}: {int(wrong.sum()):,} mistakes; commonest " + ", ".join(pairs) + ".")
     return "\n".join(rows)
 
