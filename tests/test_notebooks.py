@@ -7,6 +7,7 @@ import nbformat
 import papermill as pm
 import pytest
 
+import report
 from conftest import ROOT
 from model import Net, count_params
 
@@ -50,8 +51,9 @@ def test_notebook_runs_headless(norm, image_folder, tmp_path):
                      f"params={res['params']} epochs=2"]
     assert res["config"]["whiten"] is (norm == "bn")
     assert res["config"]["block"] == ("separable" if norm == "ln" else "full")
-    config = {k: res["config"][k] for k in ("groups", "widths", "block", "norm_1x1")}
-    assert res["params"] == count_params(Net(norm, **config))  # the results say how it was built
+    config = report.model_config(res)
+    assert set(config) == {"groups", "widths", "block", "norm_1x1"}  # the results say how it was built
+    assert res["params"] == count_params(Net(norm, **config))
     cm = res["confusion"]  # rows: true class, columns: predicted
     assert len(cm) == len(cm[0]) == 10 and sum(map(sum, cm)) == 60  # 6 synthetic test images per class
     assert 100 * sum(cm[k][k] for k in range(10)) / 60 == pytest.approx(res["test_acc"], abs=1e-4)

