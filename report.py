@@ -13,11 +13,12 @@ import torch
 
 import utils
 from model import Net
-from utils import CLASSES, NORM_NAMES, load_results
+from utils import CLASSES, NORM_NAMES, load_results, model_config
 
 ROOT = Path(__file__).resolve().parent
 IMAGES = ROOT / "images"            # the headline runs: results_<norm>.json and figures
 STUDIES = ROOT / "experiments"      # everything beyond the assignment
+HEADLINE = ("bn", "gn", "ln")       # the assignment's three models
 SEED1 = "seed1"                     # the same notebooks under seed 1, inside a folder of runs
 SEPARABLE = "separable"             # the notebooks with depthwise-separable C blocks, inside STUDIES
 DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
@@ -28,12 +29,6 @@ DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for resu
 def epoch_seconds(result):
     """Mean seconds per epoch of a run (training plus the test pass)."""
     return sum(result["history"]["seconds"]) / result["epochs"]
-
-
-def model_config(result):
-    """Net keyword arguments recorded in a results file (none: Net's defaults)."""
-    config = result.get("config", {})
-    return {k: config[k] for k in ("groups", "widths", "block", "norm_1x1") if k in config}
 
 
 def time_ratio(ips, ref, name):
@@ -68,7 +63,7 @@ def layer_table(folder=IMAGES, size=32):
     """The architecture: channels, output size, receptive field and params of every layer, for each norm as
     its results file says it was built."""
     results = load_results(folder)
-    models = {norm: Net(norm, **model_config(results.get(norm, {}))) for norm in NORM_NAMES}
+    models = {norm: Net(norm, **model_config(results.get(norm, {}))) for norm in HEADLINE}
     shapes = {}
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.update({n: (i[0].shape[1], o.shape)}))
              for n, m in models["bn"].named_children()]
@@ -84,14 +79,14 @@ def layer_table(folder=IMAGES, size=32):
         elif isinstance(layer, torch.nn.AdaptiveAvgPool2d):
             what = "global average pool"
         elif name in ("c3", "c6", "C10"):
-            normed = [n.upper() for n in NORM_NAMES if not isinstance(getattr(models[n], name), torch.nn.Conv2d)]
+            normed = [n.upper() for n in HEADLINE if not isinstance(getattr(models[n], name), torch.nn.Conv2d)]
             what = "1x1 conv" + (" to the 10 logits" if name == "C10" else "")
             what += f" (+ norm, GELU in {', '.join(normed)})" if normed else ""
         else:
             rf += 2 * jump
             conv = "3x3 conv" if isinstance(layer[0], torch.nn.Conv2d) else "depthwise 3x3 + pointwise 1x1"
             what = conv + ", norm" + (", GELU" if len(layer) > 2 else " (GELU after the add)")
-        params = [sum(p.numel() for p in getattr(models[n], name).parameters()) for n in NORM_NAMES]
+        params = [sum(p.numel() for p in getattr(models[n], name).parameters()) for n in HEADLINE]
         whole = name in ("GAP", "C10")
         rows.append(row(name, [what, f"{cin}→{out[1]}", "1x1" if whole else f"{out[2]}x{out[3]}",
                                "all" if whole else f"{rf}x{rf}"] + [f"{p:,}" for p in params]))
@@ -374,6 +369,51 @@ def render(path, tables):
     return text
 
 
+# ----------------------------------------------------------------------------- checking the weights
+
+def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
+    """Evaluate every model_<norm>.pt in folder on the test set and print it beside its results file's accuracy.
+
+    On the copy of the test images the results were measured on (same sha256), the two must agree: returns 1
+    (the exit status) when one does not, or when a model is missing or is not the size its results say.
+    On another copy the difference is what the data moves, not an error. Inputs are normalized with the
+    statistics the model was trained with (the results file's mean and std)."""
+    from dataclasses import replace
+
+    from model import count_params
+    results = load_results(folder)
+    if not results:
+        print(f"no results_<norm>.json in {folder}: nothing to check")
+        return 1
+    data = utils.load_cifar10(data_root, device)
+    digest = utils.test_fingerprint(data)
+    print(f"data: {data.source}, {len(data.y_test):,} test images, sha256 {digest[:16]}...")
+    print(f"{'model':<12} {'results file':>12} {'weights':>8} {'diff':>6}  verdict")
+    status = 0
+    for norm, res in results.items():
+        path = Path(folder) / f"model_{norm}.pt"
+        if not path.exists():
+            print(f"{NORM_NAMES[norm]:<12} {res['test_acc']:>12.2f} {'-':>8} {'':>6}  ERROR: {path.name} is missing")
+            status = 1
+            continue
+        model = utils.load_model(path, device)
+        as_trained = replace(data, mean=torch.tensor(res["mean"], device=device).view(1, 3, 1, 1),
+                             std=torch.tensor(res["std"], device=device).view(1, 3, 1, 1))
+        acc = round(utils.test(model, as_trained)[1], 2)
+        diff = acc - round(res["test_acc"], 2)
+        if count_params(model) != res["params"]:
+            verdict, status = f"ERROR: {count_params(model):,} parameters, the results file says {res['params']:,}", 1
+        elif res.get("test_data_sha256") != digest:
+            verdict = (f"another copy of the test images than the results file's ({res['data']}): "
+                       "the difference is the data's, not an error")
+        elif diff:
+            verdict, status = "ERROR: same test images, different accuracy", 1
+        else:
+            verdict = "agrees (same test images)"
+        print(f"{NORM_NAMES[norm]:<12} {res['test_acc']:>12.2f} {acc:>8.2f} {diff:>+6.2f}  {verdict}")
+    return status
+
+
 def main(images=IMAGES, studies=STUDIES, root=ROOT):
     utils.plot_norm_sets(utils.norm_example(), images)
     pages = {path: render(path, tables) for path, tables in  # both rendered before either is written
@@ -385,4 +425,13 @@ def main(images=IMAGES, studies=STUDIES, root=ROOT):
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+    import sys
+    ap = argparse.ArgumentParser(description="Regenerate the README tables, or --check the committed weights.")
+    ap.add_argument("--check", action="store_true",
+                    help="evaluate images/model_<norm>.pt on the test set against images/results_<norm>.json")
+    ap.add_argument("--data-root", default="data/cifar10",
+                    help="image-folder copy of CIFAR-10, else where torchvision downloads it (default: data/cifar10)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    args = ap.parse_args()
+    sys.exit(check(args.data_root, device=args.device) if args.check else main())

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-NORM_NAMES = {"bn": "Batch Norm", "gn": "Group Norm", "ln": "Layer Norm"}
+NORM_NAMES = {"bn": "Batch Norm", "gn": "Group Norm", "ln": "Layer Norm", "none": "No Norm"}
 EVAL_BATCH = 256  # eval images per forward: on a 2-core CPU 1,000 ran ~1.8x slower (activations outgrow the cache)
 OFFLINE_HINT = ("run once with internet, so torchvision downloads CIFAR-10 into {root}, or put an image-folder copy "
                 "there ({root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg), e.g. the public JPEG copy: "
@@ -37,9 +37,13 @@ def seeded_order(n, seed, device):
 
 
 def set_seed(seed):
-    """Seed every generator a run touches; returns the generator for data order and augmentation."""
+    """Seed every generator a run touches; returns the (CPU) generator for data order and augmentation.
+
+    On a CPU the same seed gives the same numbers, bit for bit. On a GPU cuDNN is also asked for deterministic
+    convolutions; other CUDA kernels may still add in varying order, so GPU reruns can differ in late digits."""
     random.seed(seed)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     return torch.Generator().manual_seed(seed)
 
 
@@ -81,20 +85,20 @@ class Data:
         return cls(x_train.to(dev), y_train.to(dev), x_test.to(dev), y_test.to(dev),
                    mean.to(dev), std.to(dev), classes, source)
 
-    def standardize(self, x):
-        """Values with the channels in the last dim -> float, standardized with the train statistics
-        (a float x is standardized in place: crops() uses that to skip a 1.4 GB copy)."""
-        return x.float().sub_(255 * self.mean.view(-1)).div_(255 * self.std.view(-1))
+    def _standardize_(self, x):
+        """Float values with the channels in the last dim, standardized in place with the train statistics."""
+        return x.sub_(255 * self.mean.view(-1)).div_(255 * self.std.view(-1))
 
     def normalize(self, x):
-        """uint8 images (N, C, H, W) -> float, standardized per channel, channels_last."""
+        """Images (N, C, H, W), uint8 0-255 (or float on that scale) -> a new float tensor, standardized per
+        channel, channels_last. x itself is never changed."""
         x = x.contiguous(memory_format=torch.channels_last)  # reorder the bytes, not the floats
-        return self.standardize(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self._standardize_(x.permute(0, 2, 3, 1).to(torch.float32, copy=True)).permute(0, 3, 1, 2)
 
     def crops(self, pad):
         """x_train normalized once into a crop_table for `pad`: every epoch only gathers from it."""
-        if pad not in self.tables:
-            self.tables[pad] = self.standardize(crop_table(self.x_train, pad, torch.float32))  # in place
+        if pad not in self.tables:  # standardized in place: a copy would cost another 1.4 GB
+            self.tables[pad] = self._standardize_(crop_table(self.x_train, pad, torch.float32))
         return self.tables[pad]
 
     def denormalize(self, x):
@@ -223,20 +227,33 @@ def crop_table(x, pad, dtype=None):
     return table
 
 
-def augment(table, idx, pad, gen):
-    """Images idx of a crop_table, each randomly shifted by up to `pad` pixels (reflect padding) and flipped.
+def crop_draws(steps, n, pad, gen, device="cpu"):
+    """The random crops of `steps` batches of n images: (steps, n, 3) int64 columns dy, dx (shifts in
+    [-pad, pad]) and flip (0 or 1).
 
-    Every image draws its own shift and flip; its H output rows are windows of its padded rows (the mirrored
-    copy when flipped), so the whole batch is one gather of B*H windows: no per-image Python and no index per
-    pixel. idx: (B,) on the table's device. Returns (B, C, H, W), channels_last.
+    Drawn batch after batch on the CPU generator gen, in the order augment() once drew them itself, then moved
+    to `device` in one copy: on a GPU a copy per batch would make every step wait for the host.
+    """
+    draws = torch.empty(steps, n, 3, dtype=torch.long)
+    for s in range(steps):
+        draws[s, :, 0] = torch.randint(-pad, pad + 1, (n,), generator=gen)
+        draws[s, :, 1] = torch.randint(-pad, pad + 1, (n,), generator=gen)
+        draws[s, :, 2] = torch.rand(n, generator=gen) < 0.5
+    return draws.to(device)
+
+
+def augment(table, idx, pad, draws):
+    """Images idx of a crop_table, each shifted by up to `pad` pixels (reflect padding) and maybe flipped.
+
+    draws: (B, 3) dy, dx, flip per image (a batch of crop_draws). Each image's H output rows are windows of its
+    padded rows (the mirrored copy when flipped), so the whole batch is one gather of B*H windows: no per-image
+    Python and no index per pixel. idx and draws live on the table's device. Returns (B, C, H, W), channels_last.
     """
     n, (_, _, h, wp, c), dev = len(idx), table.shape, table.device
     w = wp - 2 * pad
-    dy = torch.randint(-pad, pad + 1, (n, 1), generator=gen).to(dev)
-    dx = torch.randint(-pad, pad + 1, (n, 1), generator=gen).to(dev)
-    flip = torch.rand(n, 1, generator=gen).to(dev) < 0.5
+    dy, dx, flip = draws[:, 0:1], draws[:, 1:2], draws[:, 2:3]       # (B, 1) each
     rows = reflect(torch.arange(h, device=dev) + dy, h)               # (B, H) source rows
-    start = pad + torch.where(flip, -dx, dx)                         # (B, 1) a mirrored row shifts the other way
+    start = pad + torch.where(flip.bool(), -dx, dx)                  # (B, 1) a mirrored row shifts the other way
     pixel = ((idx[:, None] * 2 + flip) * h + rows) * wp + start      # (B, H) first pixel of each window
     windows = table.view(-1).as_strided((table.numel() // c - w + 1, w * c), (c, 1))  # pixel k: W pixels from k on
     return windows[pixel].view(n, h, w, c).permute(0, 3, 1, 2)
@@ -271,21 +288,22 @@ def progress(iterable, desc, total):
                 file=sys.stderr if live else _FinalLines(sys.stdout), mininterval=0.5 if live else 1e9)
 
 
-def train_batch(data, idx, pad, gen):
-    """Train images idx, normalized and augmented per image, with their labels."""
-    return augment(data.crops(pad), idx, pad, gen), data.y_train[idx]
+def train_batch(data, idx, pad, draws):
+    """Train images idx, normalized and augmented per image (draws: their crop_draws), with their labels."""
+    return augment(data.crops(pad), idx, pad, draws), data.y_train[idx]
 
 
 def train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing=0.0):
     """One epoch over shuffled, augmented batches. Returns (mean loss, accuracy %)."""
     model.train()
-    n = len(data.y_train)
+    n, dev = len(data.y_train), data.x_train.device
     steps = n // batch_size  # full batches only: BN sees the same batch size every step
-    order = torch.randperm(n, generator=gen).to(data.x_train.device)
-    total_loss = torch.zeros((), device=data.x_train.device)  # summed on the device: no sync per step
-    correct = torch.zeros((), device=data.x_train.device, dtype=torch.long)
+    order = torch.randperm(n, generator=gen).to(dev)
+    draws = crop_draws(steps, batch_size, pad, gen, dev)  # (steps, batch_size, 3): the epoch's crops, one copy
+    total_loss = torch.zeros((), device=dev)  # summed on the device: no sync per step
+    correct = torch.zeros((), device=dev, dtype=torch.long)
     for i in progress(range(steps), f"epoch {epoch:2d}", steps):
-        x, y = train_batch(data, order[i * batch_size:(i + 1) * batch_size], pad, gen)
+        x, y = train_batch(data, order[i * batch_size:(i + 1) * batch_size], pad, draws[i])
         out = model(x)
         loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -325,21 +343,30 @@ def param_groups(model, weight_decay):
 
 
 def sgd(model, lr, weight_decay=5e-4, momentum=0.9, fused=False):
-    """The notebooks' optimizer: SGD with Nesterov momentum, foreach (or fused) updates, decay on conv weights."""
+    """SGD with Nesterov momentum, foreach (or fused) updates, decay on conv weights. Under one_cycle() the
+    momentum given here is replaced by the schedule's."""
     return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True,
                            foreach=not fused, fused=fused)
 
 
-def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=0.9,
+def one_cycle(opt, lr, epochs, steps, pct_start=0.15, momentum=(0.95, 0.85)):
+    """OneCycle: the learning rate climbs from lr/10 to lr over pct_start of the steps, then anneals to lr/1000;
+    the momentum moves the other way, from momentum[0] down to momentum[1] at the peak and back up."""
+    high, low = momentum
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, epochs=epochs, steps_per_epoch=steps,
+                                               pct_start=pct_start, div_factor=10, final_div_factor=100,
+                                               max_momentum=high, base_momentum=low)
+
+
+def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=(0.95, 0.85),
         label_smoothing=0.1, pad=4, pct_start=0.15):
-    """SGD (Nesterov) under a OneCycle schedule; returns the per-epoch history."""
+    """SGD (Nesterov) under a OneCycle schedule of learning rate and momentum; returns the per-epoch history."""
     if len(data.y_train) < batch_size:
         raise ValueError(f"the train set has {len(data.y_train)} images, fewer than one batch "
                          f"(batch_size={batch_size}): lower batch_size or use a larger train_subset")
     steps = len(data.y_train) // batch_size
-    opt = sgd(model, lr, weight_decay, momentum)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, epochs=epochs, steps_per_epoch=steps,
-                                                pct_start=pct_start, div_factor=10, final_div_factor=100)
+    opt = sgd(model, lr, weight_decay, momentum[0])
+    sched = one_cycle(opt, lr, epochs, steps, pct_start, momentum)
     hist = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")}
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -364,6 +391,11 @@ def test_flip_tta(model, data, batch_size=EVAL_BATCH):
     """Accuracy % when each test image's logits are averaged with its mirror's (an extra, not the headline)."""
     logits = predict(model, data.x_test, data, batch_size) + predict(model, data.x_test.flip(3), data, batch_size)
     return accuracy(logits, data.y_test)
+
+
+def per_class_acc(confusion, classes=CLASSES):
+    """{class: test accuracy %} from a confusion matrix (rows the true class)."""
+    return {name: round(100 * row[k] / sum(row), 2) for k, (name, row) in enumerate(zip(classes, confusion))}
 
 
 def confusion_matrix(model, data, batch_size=EVAL_BATCH):
@@ -410,9 +442,25 @@ def _atomic_write(path, write):
     return path
 
 
+def test_fingerprint(data):
+    """sha256 of the test images and labels: the same copy of CIFAR-10's test split gives the same hex digest."""
+    import hashlib
+    digest = hashlib.sha256(data.x_test.cpu().contiguous().numpy().tobytes())
+    digest.update(data.y_test.cpu().numpy().astype("int64").tobytes())
+    return digest.hexdigest()
+
+
+def save_model(out_dir, model):
+    """Write the model's weights to <out_dir>/model_<norm>.pt (a state_dict, loadable with weights_only=True)."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # plain tensors, any device
+    return _atomic_write(Path(out_dir) / f"model_{model.norm}.pt", lambda p: torch.save(state, p))
+
+
 def save_results(out_dir, model, hist, seed, device, data, extra=None):
-    """Write <out_dir>/results_<norm>.json (final-epoch accuracies, full history, provenance)."""
+    """Write <out_dir>/model_<norm>.pt (save_model), then <out_dir>/results_<norm>.json: final-epoch accuracies,
+    full history, provenance, and the train statistics the model's inputs are normalized with."""
     from model import count_params
+    save_model(out_dir, model)
     res = {
         "norm": model.norm,
         "params": count_params(model),
@@ -424,12 +472,35 @@ def save_results(out_dir, model, hist, seed, device, data, extra=None):
         "seed": seed,
         "device": hardware(torch.device(device)),
         "data": data.source,
+        "test_data_sha256": test_fingerprint(data),
+        "mean": data.mean.flatten().tolist(),  # the model's inputs: (pixels / 255 - mean) / std, per channel
+        "std": data.std.flatten().tolist(),
         "torch": torch.__version__,
         **(extra or {}),
     }
     text = json.dumps(res, indent=1)
     _atomic_write(Path(out_dir) / f"results_{model.norm}.json", lambda p: Path(p).write_text(text + "\n"))
     return res
+
+
+def model_config(result):
+    """Net keyword arguments recorded in a results file (none: Net's defaults)."""
+    config = result.get("config", {})
+    return {k: config[k] for k in ("groups", "widths", "block", "norm_1x1", "residual") if k in config}
+
+
+def load_model(path, device="cpu"):
+    """A saved model_<norm>.pt as the Net that its results_<norm>.json (same folder) describes, in eval mode."""
+    from model import Net
+    path = Path(path)
+    results = path.with_name(path.stem.replace("model_", "results_", 1) + ".json")
+    if not results.exists():
+        raise FileNotFoundError(f"{results} not found: {path.name} needs the results file written beside it, "
+                                "whose config says how the network was built")
+    res = json.loads(results.read_text())
+    model = Net(res["norm"], **model_config(res))
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return model.to(device).eval()
 
 
 def load_results(out_dir="images"):
@@ -441,8 +512,10 @@ def load_results(out_dir="images"):
 # ----------------------------------------------------------------------------- figures
 
 def _save_fig(fig, out_dir, name):
+    """Write fig to <out_dir>/<name> (out_dir None: only return it, for the notebook to show)."""
     import matplotlib.pyplot as plt
-    _atomic_write(Path(out_dir) / name, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    if out_dir is not None:
+        _atomic_write(Path(out_dir) / name, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)  # the notebook still shows the returned figure, once
     return fig
 
@@ -469,7 +542,7 @@ def plot_comparison(out_dir="images"):
     """All three models on shared axes -> comparison.png; None until all three results exist."""
     import matplotlib.pyplot as plt
     results = load_results(out_dir)
-    missing = [f"results_{n}.json" for n in NORM_NAMES if n not in results]
+    missing = [f"results_{n}.json" for n in ("bn", "gn", "ln") if n not in results]
     if missing:
         print(f"comparison.png waits for {', '.join(missing)} in {out_dir}/")
         return None
