@@ -432,6 +432,8 @@ if __name__ == "__main__":
                     help="evaluate images/model_<norm>.pt on the test set against images/results_<norm>.json")
     ap.add_argument("--data-root", default="data/cifar10",
                     help="image-folder copy of CIFAR-10, else where torchvision downloads it (default: data/cifar10)")
+    ap.add_argument("--folder", default=IMAGES, type=Path,
+                    help="where model_<norm>.pt and results_<norm>.json are (default: images)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     args = ap.parse_args()
-    sys.exit(check(args.data_root, device=args.device) if args.check else main())
+    sys.exit(check(args.data_root, args.folder, args.device) if args.check else main())

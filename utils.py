@@ -57,7 +57,9 @@ def hardware(device):
         models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                   if line.startswith("model name")]
         name = models[0] if models else name
-    return f"CPU: {name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    threads = torch.get_num_threads()  # the vector instructions pick the kernels, and so the last bits of every sum
+    return (f"CPU: {name} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, "
+            f"{threads} torch thread{'s' if threads > 1 else ''}")
 
 
 # ----------------------------------------------------------------------------- data

@@ -6,14 +6,20 @@ other 5,000 (a fixed, seeded split). Each finished run prints one JSON line; <ou
     python experiments/sweep.py --data data/cifar10 --out experiments/tuning/gpu_sweep1 --procs 14 --plan 1
     python experiments/sweep.py --data data/cifar10 --out experiments/tuning/cpu_sweep5 --procs 2 --plan 5
 
+Each sweep decodes the data once into its own temporary folder (removed at the end), which also holds the
+workers' result files, so sweeps started side by side never touch each other's files. If a worker fails, the
+sweep stops with an error naming it and writes no sweep.jsonl.
+
 Plan 9 is not tuning: it trains each norm's recipe with batches of 1 to 128 (the small-batch table in experiments/README.md).
     python experiments/sweep.py --data data/cifar10 --out experiments/small_batch --procs 2 --plan 9 --budget 7200
     python experiments/sweep.py --data data/cifar10 --out experiments/small_batch/seed1 --procs 2 --plan 10 --budget 7200
 """
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +36,8 @@ BASE = dict(norm="bn", widths=(16, 24, 32), epochs=20, bs=128, lr=0.1, wd=5e-4, 
             act="relu", zero_init=True, c_act=False, groups=4, seed=0, whiten=False, block="full")
 VAL = 5000  # held-out train images
 
-GELU = F.gelu
-ACTS = {"relu": F.relu, "gelu": None, "silu": F.silu}  # model.py uses GELU; the first sweeps started from ReLU
+# model.py uses GELU; the first sweeps started from ReLU. act name -> (module, function)
+ACTS = {"relu": (nn.ReLU, F.relu), "gelu": (nn.GELU, F.gelu), "silu": (nn.SiLU, F.silu)}
 FINAL = {"bn": {"act": "gelu", "lr": 0.2, "pct": 0.15, "c_act": True},  # the notebooks
          "gn": {"norm": "gn", "act": "gelu", "lr": 0.3, "pct": 0.15},
          "ln": {"norm": "ln", "act": "gelu", "lr": 0.3, "pct": 0.15}}
@@ -87,17 +93,37 @@ def name(cfg):
     return ",".join(f"{k}={'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in diff.items()) or "base"
 
 
+class SweepNet(Net):
+    """Net with every GELU, the modules and the one ending each stage (Net.add), swapped for `act`.
+    act="gelu" is Net itself: same modules, state_dict and outputs."""
+
+    def __init__(self, *args, act="gelu", **kwargs):
+        if act not in ACTS:
+            raise ValueError(f"unknown act {act!r}: choose one of {', '.join(ACTS)}")
+        super().__init__(*args, **kwargs)
+        self.act = act
+        module, self._act = ACTS[act]
+        if act != "gelu":
+            for parent in list(self.modules()):
+                for key, child in parent.named_children():
+                    if isinstance(child, nn.GELU):
+                        setattr(parent, key, module())
+
+    def add(self, x, branch):
+        if self.act == "gelu":
+            return super().add(x, branch)
+        return self._act(x + branch if self.residual else branch)
+
+
 def run(cfg, tensors, device):
     """Train one config; returns the final-epoch train and validation accuracy."""
-    act = ACTS[cfg["act"]]
-    # every GELU of the model, modules and functional, becomes `act` (undone for the worker's next run)
-    F.gelu = GELU if act is None else lambda x, approximate="none", act=act: act(x)
     gen = utils.set_seed(cfg["seed"])
     x, y, classes = tensors
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1234))  # fixed split
     tr, va = order[VAL:], order[:VAL]
     data = utils.Data.from_tensors(x[tr], y[tr], x[va], y[va], classes, "val split", device)
-    model = Net(cfg["norm"], cfg["groups"], cfg["widths"], norm_1x1=cfg["c_act"], block=cfg["block"])
+    model = SweepNet(cfg["norm"], cfg["groups"], cfg["widths"], norm_1x1=cfg["c_act"], block=cfg["block"],
+                     act=cfg["act"])
     model = model.to(device, memory_format=torch.channels_last)
     if not cfg["zero_init"]:
         for block in (model.C2, model.C5, model.C9):
@@ -132,27 +158,60 @@ def worker(args):
             f.write(line + "\n")
 
 
+def worker_cmd(args, k, cache, work, deadline):
+    """The command line of worker k: only what a worker reads, its data and result paths given explicitly."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--plan", str(args.plan), "--procs", str(args.procs),
+           "--device", args.device, "--cache", str(cache), "--work", str(work), "--worker", str(k),
+           "--deadline", repr(deadline)]
+    return cmd + (["--epochs", str(args.epochs)] if args.epochs else [])
+
+
+def finish(out, work, codes):
+    """Collect the workers' runs into <out>/sweep.jsonl (written atomically) and return them. codes[k] is
+    worker k's exit code; if any is not 0, exit with an error naming those workers and write nothing."""
+    failed = [(k, c) for k, c in enumerate(codes) if c != 0]
+    if failed:
+        def why(c):
+            return f"exit code {c}" + (f", killed by signal {-c}" if c < 0 else "")
+        listed = ", ".join(f"worker {k} ({why(c)})" for k, c in failed)
+        raise SystemExit(f"sweep: {listed} failed; their runs are missing, so {Path(out, 'sweep.jsonl')} was not "
+                         f"written (the workers' errors are above)")
+    files = [Path(work) / f"sweep_{k}.jsonl" for k in range(len(codes))]  # none if the budget ran out first
+    rows = [json.loads(line) for f in files if f.exists() for line in f.read_text().splitlines() if line.strip()]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    utils._atomic_write(Path(out, "sweep.jsonl"), lambda p: Path(p).write_text(text))
+    return rows
+
+
 def main(args):
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    Path(args.work).mkdir(parents=True, exist_ok=True)
-    for stale in Path(args.work).glob("sweep_*.jsonl"):  # an earlier sweep's runs must not join this one
-        stale.unlink()
-    data = utils.load_cifar10(args.data, "cpu", train_subset=args.subset)  # decode once for all workers
-    torch.save((data.x_train, data.y_train, data.classes), args.cache)
-    deadline = time.time() + args.budget
-    procs = [subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--worker", str(k),
-                               "--deadline", str(deadline)], stdout=subprocess.DEVNULL)
-             for k in range(args.procs)]
-    for p in procs:
-        p.wait()
-    rows = [json.loads(line) for f in sorted(Path(args.work).glob("sweep_*.jsonl")) for line in f.open()]
-    Path(args.out, "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if args.work and any(Path(args.work).glob("sweep_*.jsonl")):  # another sweep's runs must not join this one
+        raise SystemExit(f"sweep: {args.work} already holds sweep_*.jsonl files; give an empty --work folder "
+                         f"or leave --work out (a private temporary folder)")
+    tmp = Path(tempfile.mkdtemp(prefix="sweep_"))  # this sweep's alone; removed at the end, even on error
+    procs = []
+    try:
+        cache = Path(args.cache) if args.cache else tmp / "data.pt"
+        work = Path(args.work) if args.work else tmp / "runs"
+        work.mkdir(parents=True, exist_ok=True)
+        data = utils.load_cifar10(args.data, "cpu", train_subset=args.subset)  # decode once for all workers
+        torch.save((data.x_train, data.y_train, data.classes), cache)
+        deadline = time.time() + args.budget
+        for k in range(args.procs):  # their stderr (errors, and each run's JSON line) goes to the terminal
+            procs.append(subprocess.Popen(worker_cmd(args, k, cache, work, deadline), stdout=subprocess.DEVNULL))
+        rows = finish(args.out, work, [p.wait() for p in procs])
+    finally:
+        for p in procs:  # main failed while workers still run: stop them before their folder goes
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
     for r in sorted(rows, key=lambda r: -r["val_acc"]):
         print(f"{r['cfg']['norm']}  {r['name']:32s} train {r['train_acc']:6.2f}  val {r['val_acc']:6.2f}  "
               f"{r['minutes']:5.2f} min")
 
 
-if __name__ == "__main__":
+def parse_args(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--data", default="data/cifar10")
     p.add_argument("--out", default="experiments/tuning/sweep")
@@ -160,11 +219,17 @@ if __name__ == "__main__":
     p.add_argument("--plan", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--budget", type=float, default=480, help="seconds after which no new run starts")
-    p.add_argument("--cache", default="/tmp/sweep_data.pt")
-    p.add_argument("--work", default="/tmp/sweep_runs", help="per-worker result files")
+    p.add_argument("--cache", default=None, help="decoded data for the workers (default: in this sweep's "
+                                                 "temporary folder)")
+    p.add_argument("--work", default=None, help="per-worker result files (default: in this sweep's temporary "
+                                                "folder)")
     p.add_argument("--subset", type=int, default=None, help="train images to load (quick checks)")
     p.add_argument("--epochs", type=int, default=None, help="override every run's epochs (quick checks)")
     p.add_argument("--worker", type=int, default=-1)
     p.add_argument("--deadline", type=float, default=0)
-    a = p.parse_args()
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    a = parse_args()
     worker(a) if a.worker >= 0 else main(a)

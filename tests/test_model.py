@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from model import NORMS, Net, count_params, whiten_
 
+HEADLINE = NORMS[:3]  # bn, gn, ln: the assignment's three models ("none" is a study's)
 SPEC = ["C1", "C2", "c3", "P1", "C3", "C4", "C5", "c6", "P2", "C7", "C8", "C9", "GAP", "C10"]
 
 
@@ -41,14 +42,14 @@ def test_kernel_sizes_and_layer_kinds(norm):
 
 
 @pytest.mark.parametrize("norm_1x1", (False, True))
-@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("norm", HEADLINE)
 def test_parameter_budget(norm, norm_1x1):
     n = count_params(Net(norm, norm_1x1=norm_1x1))
     assert 40_000 < n < 50_000
     assert n == count_params(Net("bn", norm_1x1=norm_1x1))  # same affine size for every norm
 
 
-@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("norm", HEADLINE)
 def test_norm_1x1_gives_the_1x1_convs_a_norm_and_gelu(norm):
     plain, normed = Net(norm), Net(norm, norm_1x1=True)
     assert isinstance(plain.c3, nn.Conv2d) and isinstance(plain.c6, nn.Conv2d)
@@ -87,7 +88,7 @@ def test_eval_batch_of_one_any_size(norm, size):
 
 
 def test_unknown_norm_names_the_choices():
-    with pytest.raises(ValueError, match="bn, gn, ln"):
+    with pytest.raises(ValueError, match="bn, gn, ln, none"):
         Net("instance")
 
 
@@ -124,7 +125,7 @@ def test_whiten_gives_unit_variance_uncorrelated_features_in_sign_pairs():
 SEPARABLE = dict(widths=(32, 48, 96), block="separable")  # the widths the separable runs use
 
 
-@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("norm", HEADLINE)
 def test_separable_blocks_keep_the_layout_and_budget(norm):
     model = Net(norm, **SEPARABLE).eval()
     assert call_order(model, torch.randn(2, 3, 32, 32)) == SPEC

@@ -34,8 +34,14 @@ def test_notebooks_differ_only_in_parameters_and_title():
         assert name in params[0].source
 
 
+@pytest.fixture
+def clean_env(monkeypatch):
+    """The kernel inherits the caller's environment: a non-inline MPLBACKEND (Agg) would hide every figure."""
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+
+
 @pytest.mark.parametrize("norm", NOTEBOOKS)
-def test_notebook_runs_headless(norm, image_folder, tmp_path):
+def test_notebook_runs_headless(norm, image_folder, tmp_path, clean_env):
     out_nb = tmp_path / f"out_{norm}.ipynb"
     images = tmp_path / "images"
     pm.execute_notebook(str(ROOT / NOTEBOOKS[norm]), str(out_nb), cwd=str(ROOT), progress_bar=False,
@@ -52,18 +58,38 @@ def test_notebook_runs_headless(norm, image_folder, tmp_path):
     assert res["config"]["whiten"] is (norm == "bn")
     assert res["config"]["block"] == ("separable" if norm == "ln" else "full")
     config = report.model_config(res)
-    assert set(config) == {"groups", "widths", "block", "norm_1x1"}  # the results say how it was built
+    assert set(config) == {"groups", "widths", "block", "norm_1x1", "residual"}  # the results say how it was built
     assert res["params"] == count_params(Net(norm, **config))
     cm = res["confusion"]  # rows: true class, columns: predicted
     assert len(cm) == len(cm[0]) == 10 and sum(map(sum, cm)) == 60  # 6 synthetic test images per class
     assert 100 * sum(cm[k][k] for k in range(10)) / 60 == pytest.approx(res["test_acc"], abs=1e-4)
-    assert {f"curves_{norm}.png", f"misclassified_{norm}.png"} <= {p.name for p in images.iterdir()}
+    assert {f"curves_{norm}.png", f"misclassified_{norm}.png", f"model_{norm}.pt"} <= {p.name for p in images.iterdir()}
     assert "\r" not in text and text.count("epoch  1:") == 1  # one clean progress line per epoch
     kinds = {o.output_type for c in nb.cells if c.cell_type == "code" for o in c.outputs}
     assert "error" not in kinds
     assert "application/vnd.jupyter.widget-view+json" not in json.dumps(nb)
     assert not any(o.get("name") == "stderr" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) == 2
+
+
+def test_with_saved_weights_a_notebook_evaluates_them_and_writes_nothing(image_folder, tmp_path, clean_env):
+    trained = tmp_path / "trained"
+    pm.execute_notebook(str(ROOT / "S8_GN.ipynb"), str(tmp_path / "train.ipynb"), cwd=str(ROOT), progress_bar=False,
+                        parameters=dict(epochs=1, batch_size=32, data_root=str(image_folder), out_dir=str(trained),
+                                        device="cpu"))
+    res = json.loads((trained / "results_gn.json").read_text())
+    before = {p.name: p.read_bytes() for p in trained.iterdir()}
+    out_nb = tmp_path / "weights.ipynb"
+    pm.execute_notebook(str(ROOT / "S8_GN.ipynb"), str(out_nb), cwd=str(ROOT), progress_bar=False,
+                        parameters=dict(weights=str(trained / "model_gn.pt"), data_root=str(image_folder),
+                                        out_dir=str(trained), device="cpu"))
+    nb = nbformat.read(out_nb, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert " train loss " not in text and "no training run, so no curves" in text
+    assert f"model_gn.pt: test_acc={res['test_acc']:.2f}% (not trained here)" in text
+    assert "test acc % per class:" in text
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) == 1  # the grid
+    assert {p.name: p.read_bytes() for p in trained.iterdir()} == before  # nothing written
 
 
 def run_setup_cell(cwd, repo_url=None):

@@ -71,7 +71,18 @@ def test_empty_or_partial_folders_raise_clearly(tmp_path, offline):
 # ----------------------------------------------------------------------------- augmentation
 
 def augmented(x, idx, pad, seed):
-    return utils.augment(utils.crop_table(x, pad), idx, pad, torch.Generator().manual_seed(seed))
+    draws = utils.crop_draws(1, len(idx), pad, torch.Generator().manual_seed(seed))[0]
+    return utils.augment(utils.crop_table(x, pad), idx, pad, draws)
+
+
+def test_crop_draws_come_batch_by_batch_in_the_order_shift_y_shift_x_flip():
+    draws = utils.crop_draws(3, 5, 2, torch.Generator().manual_seed(7))
+    assert draws.shape == (3, 5, 3) and draws.dtype == torch.long
+    gen = torch.Generator().manual_seed(7)
+    for batch in draws:  # the order augment() once drew them in, batch by batch: CPU runs stay bit for bit
+        assert torch.equal(batch[:, 0], torch.randint(-2, 3, (5,), generator=gen))
+        assert torch.equal(batch[:, 1], torch.randint(-2, 3, (5,), generator=gen))
+        assert torch.equal(batch[:, 2], (torch.rand(5, generator=gen) < 0.5).long())
 
 
 def test_augment_draws_per_image_and_keeps_shape_and_values():
@@ -100,10 +111,7 @@ def test_augment_is_a_reflect_padded_crop_then_a_flip_with_its_own_draws(pad):
     x = torch.randn(16, 3, 32, 32)
     idx = torch.tensor([3, 3, 0, 15, 7, 9, 9, 1])
     out = augmented(x, idx, pad, seed=3)
-    gen = torch.Generator().manual_seed(3)  # the draws augment makes, in its order
-    dy = torch.randint(-pad, pad + 1, (8,), generator=gen)
-    dx = torch.randint(-pad, pad + 1, (8,), generator=gen)
-    flip = torch.rand(8, generator=gen) < 0.5
+    dy, dx, flip = utils.crop_draws(1, 8, pad, torch.Generator().manual_seed(3))[0].T
     padded = torch.nn.functional.pad(x, (pad,) * 4, mode="reflect")
     for k, i in enumerate(idx):  # the per-image loop the gather replaces
         crop = padded[i, :, pad + dy[k]:pad + dy[k] + 32, pad + dx[k]:pad + dx[k] + 32]
@@ -116,8 +124,7 @@ def test_crop_table_rejects_a_pad_reflection_cannot_fill():
 
 
 def test_train_batch_normalizes_once_and_matches_normalize(data):
-    gen = torch.Generator().manual_seed(0)
-    x, y = utils.train_batch(data, torch.arange(12), 0, gen)
+    x, y = utils.train_batch(data, torch.arange(12), 0, utils.crop_draws(1, 12, 0, torch.Generator())[0])
     assert list(data.tables) == [0]  # cached: later epochs reuse it
     for a, b in zip(x, data.normalize(data.x_train[:12])):
         assert torch.equal(a, b) or torch.equal(a, b.flip(2))

@@ -1,0 +1,211 @@
+"""The recipe as it runs: train and eval modes, the loss, what is decayed, the schedule, the residual additions.
+
+Each test states a fact of the recipe independently of utils.py, so a change that alters training fails here.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import utils
+from model import NORMS, Net, count_params
+
+
+def scramble_running_averages(model, seed=0):
+    """Running averages unlike anything a batch of these images gives: eval and train mode then disagree."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 4 + 0.1)
+    return model
+
+
+# ----------------------------------------------------------------------------- train and eval modes
+
+def test_predict_uses_the_running_averages_and_leaves_them_alone(data):
+    model = scramble_running_averages(Net("bn", norm_1x1=True)).train()  # as a training epoch leaves it
+    before = copy.deepcopy(model.state_dict())
+    logits = utils.predict(model, data.x_test, data, batch_size=7)
+    with torch.no_grad():
+        expected = copy.deepcopy(model).eval()(data.normalize(data.x_test))
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_every_training_epoch_runs_in_train_mode(data):
+    model = Net("bn").eval()  # as test() leaves it after each epoch
+    utils.fit(model, data, 2, batch_size=32, lr=0.05, gen=utils.set_seed(0))
+    steps = len(data.y_train) // 32
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert m.num_batches_tracked.item() == 2 * steps  # every step of both epochs moved the averages
+    fresh = Net("bn")
+    assert not torch.equal(model.C1[1].running_mean, fresh.C1[1].running_mean)
+
+
+def test_flip_tta_averages_each_image_with_its_mirror(data):
+    model = Net("gn").eval()
+    with torch.no_grad():
+        x = data.normalize(data.x_test)
+        logits = model(x) + model(x.flip(3))  # flipped left-right
+    assert utils.test_flip_tta(model, data) == pytest.approx(utils.accuracy(logits, data.y_test))
+
+
+def test_batch_statistics_test_runs_bn_in_train_mode_on_shuffled_batches(data):
+    model = scramble_running_averages(Net("bn"))
+    n = len(data.y_test)
+    acc = utils.batch_stats_acc(model, data, sizes=(n,), seed=3)
+    order = utils.seeded_order(n, 3, "cpu")
+    with torch.no_grad():
+        pred = copy.deepcopy(model).train()(data.normalize(data.x_test[order])).argmax(1)
+    assert acc[str(n)] == round(100 * (pred == data.y_test[order]).float().mean().item(), 2)
+
+
+# ----------------------------------------------------------------------------- the optimization, step by step
+
+def reference_fit(model, data, epochs, batch_size, lr, seed, weight_decay, label_smoothing, pad, pct_start, momentum):
+    """The recipe written out with plain torch: Nesterov SGD, decay on conv weights only, OneCycle of the lr
+    (lr/10 -> lr -> lr/1000) and the momentum, smoothed cross-entropy, the same random batches and crops."""
+    gen = torch.Generator().manual_seed(seed)
+    convs = {id(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d)}
+    groups = [{"params": [p for p in model.parameters() if id(p) in convs], "weight_decay": weight_decay},
+              {"params": [p for p in model.parameters() if id(p) not in convs], "weight_decay": 0.0}]
+    opt = torch.optim.SGD(groups, lr=lr, momentum=momentum[0], nesterov=True)
+    n = len(data.y_train)
+    steps = n // batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps, pct_start=pct_start,
+                                                div_factor=10, final_div_factor=100,
+                                                max_momentum=momentum[0], base_momentum=momentum[1])
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        draws = utils.crop_draws(steps, batch_size, pad, gen)
+        model.train()
+        total = 0.0
+        for i in range(steps):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            x = utils.augment(data.crops(pad), idx, pad, draws[i])
+            loss = F.cross_entropy(model(x), data.y_train[idx], label_smoothing=label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * batch_size
+        losses.append(total / (steps * batch_size))
+    return losses
+
+
+@pytest.mark.parametrize("norm", ["bn", "ln"])
+def test_fit_is_the_recipe_step_by_step(data, norm):
+    settings = dict(epochs=2, batch_size=40, lr=0.1, weight_decay=0.01, label_smoothing=0.2, pad=2,
+                    pct_start=0.5, momentum=(0.9, 0.8))  # none at its default: each must reach the optimizer
+    torch.manual_seed(0)
+    model = Net(norm, norm_1x1=True)
+    ours = copy.deepcopy(model)
+    hist = utils.fit(ours, data, gen=torch.Generator().manual_seed(5), **settings)
+    expected = reference_fit(model, data, seed=5, **settings)
+    assert hist["train_loss"] == pytest.approx(expected, rel=1e-5)
+    for (name, a), b in zip(ours.state_dict().items(), model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6), name
+
+
+def test_only_conv_weights_are_decayed(data, monkeypatch):
+    seen = []
+    train = utils.train
+    monkeypatch.setattr(utils, "train", lambda model, d, opt, *a, **k: seen.append(opt) or train(model, d, opt, *a, **k))
+    model = Net("bn", norm_1x1=True)
+    utils.fit(model, data, 1, batch_size=40, lr=0.1, gen=utils.set_seed(0), weight_decay=0.003)
+    decay = {id(p): g["weight_decay"] for g in seen[0].param_groups for p in g["params"]}
+    assert len(decay) == len(list(model.parameters()))  # every parameter, once
+    for name, m in model.named_modules():
+        for pname, p in m.named_parameters(recurse=False):
+            wanted = 0.003 if isinstance(m, nn.Conv2d) and pname == "weight" else 0.0
+            assert decay[id(p)] == wanted, f"{name}.{pname}"
+
+
+def test_one_cycle_runs_lr_and_momentum_from_start_to_peak_to_end():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0, momentum=0.5, nesterov=True)
+    sched = utils.one_cycle(opt, lr=0.4, epochs=10, steps=10, pct_start=0.3, momentum=(0.95, 0.85))
+    lrs, moms = [], []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.04) and moms[0] == pytest.approx(0.95)      # start: lr/10, high momentum
+    peak = lrs.index(max(lrs))
+    assert peak == 29 and lrs[peak] == pytest.approx(0.4) and moms[peak] == pytest.approx(0.85)  # 30% of the steps
+    assert lrs[-1] == pytest.approx(0.0004) and moms[-1] == pytest.approx(0.95)  # end: lr/1000, high momentum
+    assert lrs[:peak + 1] == sorted(lrs[:peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True)
+
+
+def test_the_history_records_each_epochs_starting_lr(data):
+    hist = utils.fit(Net("gn"), data, 4, batch_size=40, lr=0.3, gen=utils.set_seed(0), pct_start=0.5)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = utils.one_cycle(opt, 0.3, 4, len(data.y_train) // 40, pct_start=0.5)
+    starts = []
+    for step in range(4 * (len(data.y_train) // 40)):
+        if step % (len(data.y_train) // 40) == 0:
+            starts.append(round(opt.param_groups[0]["lr"], 6))
+        opt.step()
+        sched.step()
+    assert hist["lr"] == starts and hist["lr"][0] == pytest.approx(0.03)
+
+
+# ----------------------------------------------------------------------------- the network
+
+def stage_values(model, x):
+    """(input of the stage, its branch's output, what the next layer receives) for the three stages."""
+    out = {}
+    hooks = [getattr(model, name).register_forward_hook(lambda m, i, o, name=name: out.update({name: (i[0], o)}))
+             for name in ("C1", "C2", "c3", "C3", "C5", "c6", "C7", "C9", "GAP")]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return [(out[a][1], out[b][1], out[c][0]) for a, b, c in (("C1", "C2", "c3"), ("C3", "C5", "c6"),
+                                                               ("C7", "C9", "GAP"))]
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("norm", NORMS)
+def test_every_stage_adds_its_input_to_its_branch(norm, residual):
+    torch.manual_seed(0)
+    model = Net(norm, residual=residual).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)  # no silent branch: a missing addition must show
+    for k, (x, branch, out) in enumerate(stage_values(model, torch.randn(2, 3, 32, 32))):
+        assert torch.allclose(out, F.gelu(x + branch if residual else branch), atol=1e-6), f"stage {k + 1}"
+        assert not torch.allclose(out, F.gelu(branch if residual else x + branch), atol=1e-3), f"stage {k + 1}"
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_residual_stages_start_as_their_input_and_plain_ones_do_not(norm):
+    x = torch.randn(2, 3, 32, 32)
+    for x_in, branch, out in stage_values(Net(norm).eval(), x):
+        assert branch.abs().max() == 0 and torch.equal(out, F.gelu(x_in))  # the branch starts silent
+    for _, branch, _ in stage_values(Net(norm, residual=False).eval(), x):
+        assert branch.abs().max() > 0  # without the additions a silent branch would silence the network
+
+
+def test_no_norm_model_has_no_norm_layers_and_conv_biases_instead():
+    model = Net("none", norm_1x1=True)
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) for m in model.modules())
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 11 and all(c.bias is not None for c in convs)
+    for block in (model.C2, model.C5, model.C9):  # Fixup: the branch's last conv starts at zero
+        assert block[0].weight.abs().sum() == 0 and block[0].bias.abs().sum() == 0
+    assert count_params(model) < count_params(Net("bn", norm_1x1=True)) < 50_000
+    widths = 2 * 16 + 3 * 24 + 3 * 32  # the outputs of C1..C9: each loses its norm's scale, its shift becomes a bias
+    assert count_params(Net("gn")) - count_params(Net("none")) == widths
+
+
+def test_count_params_counts_frozen_parameters_too():
+    model = Net("bn")
+    total = count_params(model)
+    model.C1[0].weight.requires_grad_(False)
+    assert count_params(model) == total == sum(p.numel() for p in model.parameters())

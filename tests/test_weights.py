@@ -1,0 +1,107 @@
+"""Saved models: the weights round-trip, the committed ones rebuild the published networks, and
+`python report.py --check` tells a wrong results file from another copy of the data."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import report
+import utils
+from conftest import ROOT
+from model import Net, count_params
+
+NORMS = ("bn", "gn", "ln")
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_committed_weights_rebuild_the_published_model(norm):
+    res = utils.load_results(report.IMAGES)[norm]
+    state = torch.load(report.IMAGES / f"model_{norm}.pt", weights_only=True)
+    model = Net(norm, **utils.model_config(res))
+    model.load_state_dict(state)  # strict: every tensor has its place and shape
+    assert count_params(model) == res["params"] < 50_000
+    assert utils.load_model(report.IMAGES / f"model_{norm}.pt").training is False
+    assert len(res["test_data_sha256"]) == 64 and len(res["mean"]) == len(res["std"]) == 3
+
+
+def trained(data, tmp_path, norm="gn"):
+    """A 1-epoch model and its results, saved as the notebooks save them."""
+    gen = utils.set_seed(0)
+    model = Net(norm)
+    hist = utils.fit(model, data, 1, batch_size=40, lr=0.05, gen=gen)
+    res = utils.save_results(tmp_path, model, hist, 0, "cpu", data, {"config": {"groups": 4, "norm_1x1": False}})
+    return model, res
+
+
+def test_weights_round_trip_to_identical_outputs(data, tmp_path):
+    model, _ = trained(data, tmp_path, "bn")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_bn.pt", "results_bn.json"]  # no temp files
+    loaded = utils.load_model(tmp_path / "model_bn.pt")
+    assert not loaded.training
+    x = data.normalize(data.x_test)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    plain = Net("bn")
+    plain.load_state_dict(torch.load(tmp_path / "model_bn.pt", weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), model(x))
+
+
+def test_a_model_without_its_results_file_says_what_is_missing(data, tmp_path):
+    trained(data, tmp_path)
+    (tmp_path / "results_gn.json").unlink()
+    with pytest.raises(FileNotFoundError, match="results_gn.json"):
+        utils.load_model(tmp_path / "model_gn.pt")
+
+
+def test_the_fingerprint_tells_copies_of_the_test_set_apart(data):
+    digest = utils.test_fingerprint(data)
+    assert digest == utils.test_fingerprint(data)
+    data.x_test[0, 0, 0, 0] ^= 1  # one pixel, one bit
+    assert utils.test_fingerprint(data) != digest
+
+
+def edit_results(folder, norm, **changes):
+    path = folder / f"results_{norm}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_check_agrees_on_the_same_data_and_fails_on_a_wrong_results_file(data, image_folder, tmp_path, capsys):
+    _, res = trained(data, tmp_path)
+    assert report.check(image_folder, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert f"data: image folder {image_folder}" in out and "agrees (same test images)" in out
+    assert f"{res['test_acc']:.2f}" in out
+    edit_results(tmp_path, "gn", test_acc=res["test_acc"] + 5)
+    assert report.check(image_folder, tmp_path) == 1
+    assert "ERROR: same test images, different accuracy" in capsys.readouterr().out
+
+
+def test_check_reports_another_copy_of_the_data_as_information(data, image_folder, tmp_path, capsys):
+    _, res = trained(data, tmp_path)
+    edit_results(tmp_path, "gn", test_acc=res["test_acc"] + 5, test_data_sha256="0" * 64)
+    assert report.check(image_folder, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "another copy of the test images" in out and "ERROR" not in out and "-5.00" in out
+
+
+def test_check_fails_on_a_missing_model_or_the_wrong_size(data, image_folder, tmp_path, capsys):
+    _, res = trained(data, tmp_path)
+    edit_results(tmp_path, "gn", params=res["params"] + 1)
+    assert report.check(image_folder, tmp_path) == 1
+    assert "ERROR" in capsys.readouterr().out
+    (tmp_path / "model_gn.pt").unlink()
+    assert report.check(image_folder, tmp_path) == 1
+    assert "model_gn.pt is missing" in capsys.readouterr().out
+    assert report.check(image_folder, tmp_path / "nothing") == 1
+
+
+def test_check_is_the_command_line_exit_status(data, image_folder, tmp_path):
+    trained(data, tmp_path)
+    edit_results(tmp_path, "gn", test_acc=101.0)
+    proc = subprocess.run([sys.executable, "report.py", "--check", "--folder", str(tmp_path), "--data-root",
+                           str(image_folder)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "ERROR" in proc.stdout
