@@ -5,6 +5,7 @@ files, the benchmark files and model.py; the prose around the markers is left al
 """
 import inspect
 import json
+import math
 import os
 from pathlib import Path
 from statistics import median
@@ -20,6 +21,7 @@ IMAGES = ROOT / "images"            # the headline runs: results_<norm>.json and
 STUDIES = ROOT / "experiments"      # everything beyond the assignment
 HEADLINE = ("bn", "gn", "ln")       # the assignment's three models
 SEED1 = "seed1"                     # the same notebooks under seed 1, inside a folder of runs
+ABLATION = "ablation"               # the runs without residual additions or without normalization
 SEPARABLE = "separable"             # the notebooks with depthwise-separable C blocks, inside STUDIES
 DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
 
@@ -108,6 +110,20 @@ def recipe_runs(tuning_dir):
     return groups
 
 
+def is_recipe(cfg, config):
+    """Whether a recipe-search run (its cfg) trained the notebook recipe of a results file's config, with the
+    notebooks' GELU, zero-init residual branches and 20 epochs. Keys that sweeps added later take their old value."""
+    keys = ("batch_size", "lr", "warmup", "weight_decay", "label_smoothing", "pad", "norm_1x1", "widths", "groups")
+    if not all(k in config for k in keys):
+        return False
+    want = {"epochs": 20, "act": "gelu", "zero_init": True, "block": config.get("block", "full"),
+            "whiten": config.get("whiten") or False, "bs": config["batch_size"], "lr": config["lr"],
+            "pct": config["warmup"], "wd": config["weight_decay"], "ls": config["label_smoothing"], "pad": config["pad"],
+            "c_act": config["norm_1x1"], "widths": list(config["widths"]), "groups": config["groups"]}
+    added_later = {"block": "full", "whiten": False}
+    return all(cfg.get(k, added_later.get(k)) == v for k, v in want.items())
+
+
 def findings_table(folder=IMAGES, studies=STUDIES):
     """The numbers behind the findings, one column per norm: seeds, learning speed, batch statistics, cost."""
     res = load_results(folder)
@@ -119,11 +135,11 @@ def findings_table(folder=IMAGES, studies=STUDIES):
     add("test acc %, seed 0 (headline)", lambda n, r: f"{r['test_acc']:.2f}")
     if other:
         add("test acc %, seed 1", lambda n, r: f"{other[n]['test_acc']:.2f}" if n in other else "-")
-    best = {}  # norm -> the recipe run under the most seeds in the recipe search: the notebooks' recipe
+    best = {}  # norm -> the validation runs of exactly the notebook's recipe, one per seed
     for runs in recipe_runs(Path(studies) / "tuning").values():
         n = runs[0]["cfg"]["norm"]
-        if len(runs) > len(best.get(n, [])):
-            best[n] = runs
+        best.setdefault(n, []).extend(r for r in runs if n in res and is_recipe(r["cfg"], res[n].get("config", {})))
+    best = {n: runs for n, runs in best.items() if runs}
     if best:
         add("validation acc % in the recipe search, mean over n seeds", lambda n, r: "-" if n not in best else
             f"{sum(x['val_acc'] for x in best[n]) / len(best[n]):.2f} (n={len(best[n])})")
@@ -335,6 +351,77 @@ def norm_speed_table(studies=STUDIES):
     return "\n".join(rows)
 
 
+def ablation_runs(images=IMAGES, studies=STUDIES):
+    """The headline runs (seeds 0 and 1) and every run under <studies>/ablation, grouped by what was changed:
+    {(norm, residual, lr): {seed: results}}."""
+    groups = {}
+    for folder in [Path(images), Path(studies) / SEED1, *ablation_folders(studies)]:
+        for norm, r in load_results(folder).items():
+            config = r.get("config", {})
+            key = (norm, config.get("residual", True), config.get("lr"))
+            groups.setdefault(key, {})[r["seed"]] = r
+    return groups
+
+
+def final_test(r):
+    """A run's final test accuracy, or how it failed: a loss that turned NaN is a result too."""
+    losses = r["history"]["train_loss"]
+    bad = next((e for e, loss in enumerate(losses, 1) if math.isnan(loss) or math.isinf(loss)), None)
+    return f"diverged (loss NaN from epoch {bad})" if bad else f"{r['test_acc']:.2f}"
+
+
+def ablation_table(images=IMAGES, studies=STUDIES):
+    """Each ingredient against its absence: test and train accuracy per seed, the mean and seed spread, and the
+    difference from the headline recipe of the same norm (BN's for the runs without normalization), same seeds."""
+    groups = ablation_runs(images, studies)
+    if not any(k[0] == "none" or not k[1] for k in groups):
+        return "_No ablation runs yet._"
+    headline = {n: groups[(n, True, r.get("config", {}).get("lr"))] for n, r in load_results(images).items()}
+    rows = header("model", "residual additions", "peak lr", "seeds", "test acc %", "train acc %",
+                  "mean test acc %", "seed spread", "vs the headline recipe (same seeds)")
+    order = lambda k: ((HEADLINE + ("none",)).index(k[0]), not k[1], -(k[2] or 0))
+    for key in sorted(groups, key=order):
+        norm, residual, lr = key
+        runs = dict(sorted(groups[key].items()))
+        accs = [r["test_acc"] for r in runs.values() if final_test(r)[0].isdigit()]
+        ref = headline.get("bn" if norm == "none" else norm, {})
+        same = [s for s in runs if s in ref and final_test(runs[s])[0].isdigit()]
+        gain = (sum(runs[s]["test_acc"] - ref[s]["test_acc"] for s in same) / len(same)) if same else None
+        is_ref = ref is groups[key]
+        rows.append(row(NORM_NAMES[norm], [
+            "yes" if residual else "**no**", f"{lr:g}" if lr else "", " / ".join(map(str, runs)),
+            " / ".join(final_test(r) for r in runs.values()),
+            " / ".join(f"{r['train_acc']:.2f}" for r in runs.values()),
+            f"{sum(accs) / len(accs):.2f}" if accs else "-",
+            f"{max(accs) - min(accs):.2f}" if len(accs) > 1 else "",
+            "(the headline)" if is_ref else (f"{gain:+.2f}" if gain is not None else "-")]))
+    return "\n".join(rows)
+
+
+def shift_table(studies=STUDIES):
+    """The corruption study (<studies>/shift/results.json): clean and mean corrupted accuracy per model, its
+    worst corruption, then every corruption's mean over its five severities."""
+    path = Path(studies) / "shift" / "results.json"
+    if not path.exists():
+        return "_No corruption results yet: run `python experiments/shift.py`._"
+    res = json.loads(path.read_text())
+    acc = res["accuracy"]
+    mean = lambda v: sum(v) / len(v)
+    labels = {"bn": "BN", "gn": "GN", "ln": "LN", "bn_batch_stats": f"BN, statistics of test batches of {res['bn_batch_size']}"}
+    rows = [f"Data: {res['data']}; {res['device']}, torch {res['torch']}; seed {res['seed']}.", "",
+            *header("model", "clean test acc %", "mean over the 30 corrupted test sets", "worst corruption (mean of its 5)")]
+    for m, per in acc.items():
+        clean = next(iter(per.values()))[0]
+        worst = min(per, key=lambda c: mean(per[c][1:]))
+        corrupted = [a for v in per.values() for a in v[1:]]
+        rows.append(row(labels[m], [f"{clean:.2f}", f"{mean(corrupted):.2f} ({mean(corrupted) - clean:+.2f})",
+                                    f"{worst.replace('_', ' ')}: {mean(per[worst][1:]):.2f}"]))
+    rows += ["", *header("corruption: mean test acc % over severities 1-5 (at 5)", *(labels[m] for m in acc))]
+    for c in next(iter(acc.values())):
+        rows.append(row(c.replace("_", " "), [f"{mean(acc[m][c][1:]):.2f} ({acc[m][c][5]:.2f})" for m in acc]))
+    return "\n".join(rows)
+
+
 # ----------------------------------------------------------------------------- writing
 
 def readme_tables(images=IMAGES, studies=STUDIES, root=ROOT):
@@ -349,7 +436,12 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
             "separable-results": results_table(sep), "separable-architecture": layer_table(sep),
             "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
-            "hardware": provenance([studies / SEED1, sep, sep / SEED1], root)}
+            "ablation": ablation_table(images, studies), "shift": shift_table(studies),
+            "hardware": provenance([studies / SEED1, sep, sep / SEED1, *ablation_folders(studies)], root)}
+
+
+def ablation_folders(studies=STUDIES):
+    return sorted({f.parent for f in (Path(studies) / ABLATION).rglob("results_*.json")})
 
 
 def replace_between(text, name, body):

@@ -79,23 +79,26 @@ def reference_fit(model, data, epochs, batch_size, lr, seed, weight_decay, label
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps, pct_start=pct_start,
                                                 div_factor=10, final_div_factor=100,
                                                 max_momentum=momentum[0], base_momentum=momentum[1])
-    losses = []
+    losses, accs = [], []
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
         draws = utils.crop_draws(steps, batch_size, pad, gen)
         model.train()
-        total = 0.0
+        total, correct = 0.0, 0
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
             x = utils.augment(data.crops(pad), idx, pad, draws[i])
-            loss = F.cross_entropy(model(x), data.y_train[idx], label_smoothing=label_smoothing)
+            out = model(x)
+            loss = F.cross_entropy(out, data.y_train[idx], label_smoothing=label_smoothing)
+            correct += (out.argmax(1) == data.y_train[idx]).sum().item()
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += loss.item() * batch_size
         losses.append(total / (steps * batch_size))
-    return losses
+        accs.append(100 * correct / (steps * batch_size))
+    return losses, accs
 
 
 @pytest.mark.parametrize("norm", ["bn", "ln"])
@@ -106,8 +109,11 @@ def test_fit_is_the_recipe_step_by_step(data, norm):
     model = Net(norm, norm_1x1=True)
     ours = copy.deepcopy(model)
     hist = utils.fit(ours, data, gen=torch.Generator().manual_seed(5), **settings)
-    expected = reference_fit(model, data, seed=5, **settings)
-    assert hist["train_loss"] == pytest.approx(expected, rel=1e-5)
+    losses, accs = reference_fit(model, data, seed=5, **settings)
+    assert hist["train_loss"] == pytest.approx(losses, rel=1e-5)
+    assert hist["train_acc"] == pytest.approx(accs, abs=1e-4)
+    _, test_acc = utils.test(model, data)
+    assert hist["test_acc"][-1] == pytest.approx(test_acc, abs=1e-4)
     for (name, a), b in zip(ours.state_dict().items(), model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6), name
 
@@ -153,6 +159,23 @@ def test_the_history_records_each_epochs_starting_lr(data):
         opt.step()
         sched.step()
     assert hist["lr"] == starts and hist["lr"][0] == pytest.approx(0.03)
+
+
+def test_an_epoch_moves_its_random_draws_to_the_device_once_not_per_step(data, monkeypatch):
+    """On a GPU every host-to-device copy makes the step wait: the order and the crops move once an epoch."""
+    model = Net("gn")
+    opt = utils.sgd(model, 0.01)
+    sched = utils.one_cycle(opt, 0.01, 10, 12)
+    copies = []
+    to = torch.Tensor.to
+    counts = []
+    for batch_size in (40, 10):  # 3 steps, then 12
+        copies.clear()
+        monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: copies.append(a or k) or to(self, *a, **k))
+        utils.train(model, data, opt, sched, batch_size, 2, torch.Generator().manual_seed(0), 1)
+        monkeypatch.undo()
+        counts.append(len(copies))
+    assert counts[0] == counts[1] <= 2
 
 
 # ----------------------------------------------------------------------------- the network
@@ -202,6 +225,14 @@ def test_no_norm_model_has_no_norm_layers_and_conv_biases_instead():
     assert count_params(model) < count_params(Net("bn", norm_1x1=True)) < 50_000
     widths = 2 * 16 + 3 * 24 + 3 * 32  # the outputs of C1..C9: each loses its norm's scale, its shift becomes a bias
     assert count_params(Net("gn")) - count_params(Net("none")) == widths
+
+
+def test_convs_start_with_kaiming_normal_weights():
+    torch.manual_seed(0)
+    model = Net("gn", widths=(64, 64, 64))  # wide enough for the standard deviation to be measured
+    for name in ("C3", "C7"):
+        w = getattr(model, name)[0].weight
+        assert w.std().item() == pytest.approx((2 / w[0].numel()) ** 0.5, rel=0.05), name  # He: sqrt(2 / fan_in)
 
 
 def test_count_params_counts_frozen_parameters_too():

@@ -12,7 +12,7 @@ def write_result(folder, norm="gn", test_acc=81.5, seed=0, confusion=None, stats
     folder.mkdir(parents=True, exist_ok=True)
     hist = {"train_loss": [2.0, 1.5], "train_acc": [40.0, 83.0], "test_loss": [1.8, 1.4],
             "test_acc": [45.0, test_acc], "lr": [0.1, 0.01], "seconds": [3.0, 5.0]}
-    r = {"norm": norm, "params": count_params(Net(norm, **config)), "epochs": 2, "train_acc": 83.0,
+    r = {"norm": norm, "params": count_params(Net(norm, **report.model_config({"config": config}))), "epochs": 2, "train_acc": 83.0,
          "test_acc": test_acc, "minutes": 0.13, "history": hist, "seed": seed, "device": "cpu", "data": "folder",
          "torch": "2", "batch_stats_acc": dict(zip(("1", "64"), stats)), "config": config}
     if confusion is not None:
@@ -67,17 +67,26 @@ def test_per_class_table_reads_the_confusion_matrix(tmp_path):
     assert "- BN: 60 mistakes; commonest cat as dog (30), dog as cat (20)." in text
 
 
-def test_findings_use_the_most_seeded_recipe_and_the_bench_ratios(tmp_path):
+RECIPE = dict(groups=4, widths=[16, 24, 32], block="full", norm_1x1=True, whiten=False, batch_size=128, lr=0.2,
+              warmup=0.15, weight_decay=5e-4, label_smoothing=0.1, pad=2)  # a notebook's config
+SWEEP_CFG = dict(norm="bn", widths=[16, 24, 32], epochs=20, bs=128, lr=0.2, wd=5e-4, ls=0.1, pad=2, pct=0.15,
+                 act="gelu", zero_init=True, c_act=True, groups=4)  # the same recipe as a sweep logs it
+
+
+def test_findings_average_the_validation_runs_of_exactly_the_notebook_recipe(tmp_path):
     images, studies = tmp_path / "images", tmp_path / "experiments"
-    write_result(images, "bn")
+    write_result(images, "bn", **RECIPE)
     write_result(images, "ln", stats=(81.5, 81.5))
-    run = lambda name, val, seed: {"name": name, "train_acc": 90.0, "val_acc": val, "cfg": {"norm": "bn", "seed": seed}}
+    run = lambda name, val, seed, **c: {"name": name, "train_acc": 90.0, "val_acc": val,
+                                        "cfg": {**SWEEP_CFG, "seed": seed, **c}}
     write_jsonl(studies / "tuning" / "gpu_sweep1", [run("lr=0.2", 80.0, 0), run("lr=0.2,seed=1", 82.0, 1),
-                                                     run("lr=0.4", 90.0, 0)])
+                                                     run("lr=0.4", 90.0, 0, lr=0.4)])
+    write_jsonl(studies / "tuning" / "cpu_sweep2", [  # more seeds, but not the notebook's recipe: left out
+        run("lr=0.2,act=relu", 70.0, s, act="relu") for s in range(3)] + [run("x", 79.0, 2, block="full")])
     bench = {"train_ips": {"bn": [1000, 500]}, "eval_ips": {"bn": [3000, 1500]}}
     (studies / "bench_norms.json").write_text(json.dumps(bench))
     text = report.findings_table(images, studies)
-    assert "| validation acc % in the recipe search, mean over n seeds | 81.00 (n=2) |" in text
+    assert "| validation acc % in the recipe search, mean over n seeds | 80.33 (n=3) | - |" in text
     assert "| train / eval time per image vs BN (timed alternately) | 1.00x / 1.00x | - |" in text  # LN not timed
     assert "| 10.00 / 80.00 | 81.50 at every size |" in text  # batch statistics: LN never looks across images
     assert "| test acc % after epoch 1 / 5 / 10 / 15 | 45.00 |" in text  # a 2-epoch run has only epoch 1

@@ -1,4 +1,5 @@
 import json
+import os
 import urllib.error
 
 import pytest
@@ -24,6 +25,13 @@ def test_normalizes_with_train_statistics(data):
     assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
     assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
     assert torch.allclose(data.denormalize(x) * 255, data.x_train.float(), atol=1e-2)
+
+
+def test_normalize_never_changes_its_input(data):
+    x = data.x_test[:4].float().contiguous(memory_format=torch.channels_last)
+    before = x.clone()
+    out = data.normalize(x)
+    assert torch.equal(x, before) and torch.equal(out, data.normalize(data.x_test[:4]))
 
 
 def test_subsets_are_seeded_and_sized(image_folder):
@@ -208,6 +216,15 @@ def test_misclassified_are_really_wrong_and_drawn_from_all_mistakes(data):
     if len(wrong) > 20:  # the test split is stored sorted by class: not just the first ten
         assert not torch.equal(idx, wrong[:10])
         assert not torch.equal(idx, utils.misclassified(model, data, seed=1)[0])
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = utils._atomic_write(tmp_path / "a.json", lambda p: open(p, "w").write("{}"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
 
 
 def test_interrupted_write_leaves_no_file(tmp_path):
