@@ -5,7 +5,6 @@ files, the benchmark files and model.py; the prose around the markers is left al
 """
 import inspect
 import json
-import math
 import os
 from pathlib import Path
 from statistics import median
@@ -21,7 +20,6 @@ IMAGES = ROOT / "images"            # the headline runs: results_<norm>.json and
 STUDIES = ROOT / "experiments"      # everything beyond the assignment
 HEADLINE = ("bn", "gn", "ln")       # the assignment's three models
 SEED1 = "seed1"                     # the same notebooks under seed 1, inside a folder of runs
-ABLATION = "ablation"               # the runs without residual additions or without normalization
 SEPARABLE = "separable"             # the notebooks with depthwise-separable C blocks, inside STUDIES
 DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
 
@@ -29,8 +27,8 @@ DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for resu
 # ----------------------------------------------------------------------------- helpers
 
 def epoch_seconds(result):
-    """Mean seconds per epoch of a run (training plus the test pass)."""
-    return sum(result["history"]["seconds"]) / result["epochs"]
+    """Median seconds per epoch of a run (training plus the test pass): one stalled epoch does not move it."""
+    return median(result["history"]["seconds"])
 
 
 def time_ratio(ips, ref, name):
@@ -54,7 +52,7 @@ def results_table(folder=IMAGES):
     res = load_results(folder)
     if not res:
         return "_No results yet: run the three notebooks._"
-    rows = header("model", "train acc %", "test acc %", "params", "epochs", "minutes", "s per epoch")
+    rows = header("model", "train acc %", "test acc %", "params", "epochs", "minutes", "s per epoch (median)")
     rows += [row(f"{NORM_NAMES[n]} ({n.upper()})", [f"{r['train_acc']:.2f}", f"**{r['test_acc']:.2f}**",
                                                     f"{r['params']:,}", str(r["epochs"]), f"{r['minutes']:.1f}",
                                                     f"{epoch_seconds(r):.1f}"]) for n, r in res.items()]
@@ -231,7 +229,7 @@ def blocks_table(folder=IMAGES, studies=STUDIES):
     """Full 3x3 C blocks (the headline) against depthwise-separable ones: every run's final test accuracy."""
     sep = Path(studies) / SEPARABLE
     sets = {"full 3x3": [folder, Path(studies) / SEED1], "depthwise-separable": [sep, sep / SEED1]}
-    rows = header("model", "C blocks", "widths", "params", "test acc % (seed)", "mean", "s per epoch (first run)")
+    rows = header("model", "C blocks", "widths", "params", "test acc % (seed)", "mean", "s per epoch, median (first run)")
     for n in NORM_NAMES:
         for label, folders in sets.items():
             rs = [res[n] for res in map(load_results, folders) if n in res]
@@ -351,53 +349,6 @@ def norm_speed_table(studies=STUDIES):
     return "\n".join(rows)
 
 
-def ablation_runs(images=IMAGES, studies=STUDIES):
-    """The headline runs (seeds 0 and 1) and every run under <studies>/ablation, grouped by what was changed:
-    {(norm, residual, lr): {seed: results}}."""
-    groups = {}
-    for folder in [Path(images), Path(studies) / SEED1, *ablation_folders(studies)]:
-        for norm, r in load_results(folder).items():
-            config = r.get("config", {})
-            key = (norm, config.get("residual", True), config.get("lr"))
-            groups.setdefault(key, {})[r["seed"]] = r
-    return groups
-
-
-def final_test(r):
-    """A run's final test accuracy, or how it failed: a loss that turned NaN is a result too."""
-    losses = r["history"]["train_loss"]
-    bad = next((e for e, loss in enumerate(losses, 1) if math.isnan(loss) or math.isinf(loss)), None)
-    return f"diverged (loss NaN from epoch {bad})" if bad else f"{r['test_acc']:.2f}"
-
-
-def ablation_table(images=IMAGES, studies=STUDIES):
-    """Each ingredient against its absence: test and train accuracy per seed, the mean and seed spread, and the
-    difference from the headline recipe of the same norm (BN's for the runs without normalization), same seeds."""
-    groups = ablation_runs(images, studies)
-    if not any(k[0] == "none" or not k[1] for k in groups):
-        return "_No ablation runs yet._"
-    headline = {n: groups[(n, True, r.get("config", {}).get("lr"))] for n, r in load_results(images).items()}
-    rows = header("model", "residual additions", "peak lr", "seeds", "test acc %", "train acc %",
-                  "mean test acc %", "seed spread", "vs the headline recipe (same seeds)")
-    order = lambda k: ((HEADLINE + ("none",)).index(k[0]), not k[1], -(k[2] or 0))
-    for key in sorted(groups, key=order):
-        norm, residual, lr = key
-        runs = dict(sorted(groups[key].items()))
-        accs = [r["test_acc"] for r in runs.values() if final_test(r)[0].isdigit()]
-        ref = headline.get("bn" if norm == "none" else norm, {})
-        same = [s for s in runs if s in ref and final_test(runs[s])[0].isdigit()]
-        gain = (sum(runs[s]["test_acc"] - ref[s]["test_acc"] for s in same) / len(same)) if same else None
-        is_ref = ref is groups[key]
-        rows.append(row(NORM_NAMES[norm], [
-            "yes" if residual else "**no**", f"{lr:g}" if lr else "", " / ".join(map(str, runs)),
-            " / ".join(final_test(r) for r in runs.values()),
-            " / ".join(f"{r['train_acc']:.2f}" for r in runs.values()),
-            f"{sum(accs) / len(accs):.2f}" if accs else "-",
-            f"{max(accs) - min(accs):.2f}" if len(accs) > 1 else "",
-            "(the headline)" if is_ref else (f"{gain:+.2f}" if gain is not None else "-")]))
-    return "\n".join(rows)
-
-
 def shift_table(studies=STUDIES):
     """The corruption study (<studies>/shift/results.json): clean and mean corrupted accuracy per model, its
     worst corruption, then every corruption's mean over its five severities."""
@@ -427,7 +378,7 @@ def shift_table(studies=STUDIES):
 def readme_tables(images=IMAGES, studies=STUDIES, root=ROOT):
     return {"results": results_table(images), "architecture": layer_table(images),
             "per-class": per_class_table(images), "findings": findings_table(images, studies),
-            "norm-tables": norm_tables(utils.norm_example()), "hardware": provenance([images], root)}
+            "hardware": provenance([images], root)}
 
 
 def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
@@ -436,12 +387,8 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
             "separable-results": results_table(sep), "separable-architecture": layer_table(sep),
             "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
-            "ablation": ablation_table(images, studies), "shift": shift_table(studies),
-            "hardware": provenance([studies / SEED1, sep, sep / SEED1, *ablation_folders(studies)], root)}
-
-
-def ablation_folders(studies=STUDIES):
-    return sorted({f.parent for f in (Path(studies) / ABLATION).rglob("results_*.json")})
+            "shift": shift_table(studies), "norm-tables": norm_tables(utils.norm_example()),
+            "hardware": provenance([studies / SEED1, sep, sep / SEED1], root)}
 
 
 def replace_between(text, name, body):

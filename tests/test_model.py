@@ -97,6 +97,15 @@ def test_groups_must_divide_the_channels():
         Net("gn", groups=5)
 
 
+@pytest.mark.parametrize("norm", NORMS)
+def test_only_the_last_c_of_each_branch_leaves_its_gelu_to_after_the_addition(norm):
+    model = Net(norm)
+    for name in ("C1", "C3", "C4", "C7", "C8"):
+        assert isinstance(getattr(model, name)[-1], nn.GELU), name
+    for name in ("C2", "C5", "C9"):  # gelu(x + branch): the branch itself ends in its norm
+        assert not any(isinstance(m, nn.GELU) for m in getattr(model, name).modules()), name
+
+
 def test_residual_branches_start_silent():
     model = Net("bn")
     for block in (model.C2, model.C5, model.C9):

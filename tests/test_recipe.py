@@ -46,22 +46,40 @@ def test_every_training_epoch_runs_in_train_mode(data):
     assert not torch.equal(model.C1[1].running_mean, fresh.C1[1].running_mean)
 
 
-def test_flip_tta_averages_each_image_with_its_mirror(data):
+def test_test_reports_the_plain_cross_entropy_and_accuracy_of_the_test_split(data):
+    model = Net("ln").eval()
+    with torch.no_grad():
+        logits = model(data.normalize(data.x_test))
+    loss, acc = utils.test(model, data)
+    assert loss == pytest.approx(F.cross_entropy(logits, data.y_test).item(), rel=1e-5)  # no smoothing at test
+    assert acc == pytest.approx(utils.accuracy(logits, data.y_test))
+
+
+def test_flip_tta_averages_each_image_with_its_mirror(data, monkeypatch):
+    seen = []
+    predict = utils.predict
+    monkeypatch.setattr(utils, "predict", lambda model, x, *a: seen.append(x) or predict(model, x, *a))
     model = Net("gn").eval()
+    acc = utils.test_flip_tta(model, data)
+    assert len(seen) == 2 and torch.equal(seen[0], data.x_test)
+    assert torch.equal(seen[1], data.x_test.flip(3))  # mirrored left-right, not upside down
     with torch.no_grad():
         x = data.normalize(data.x_test)
-        logits = model(x) + model(x.flip(3))  # flipped left-right
-    assert utils.test_flip_tta(model, data) == pytest.approx(utils.accuracy(logits, data.y_test))
+        logits = model(x) + model(x.flip(3))
+    assert acc == pytest.approx(utils.accuracy(logits, data.y_test))
 
 
 def test_batch_statistics_test_runs_bn_in_train_mode_on_shuffled_batches(data):
-    model = scramble_running_averages(Net("bn"))
+    model = Net("bn")
+    utils.fit(model, data, 2, batch_size=40, lr=0.05, gen=utils.set_seed(0))  # learns the synthetic colours
+    scramble_running_averages(model)  # eval mode now fails; batch statistics do not
     n = len(data.y_test)
     acc = utils.batch_stats_acc(model, data, sizes=(n,), seed=3)
     order = utils.seeded_order(n, 3, "cpu")
     with torch.no_grad():
         pred = copy.deepcopy(model).train()(data.normalize(data.x_test[order])).argmax(1)
     assert acc[str(n)] == round(100 * (pred == data.y_test[order]).float().mean().item(), 2)
+    assert acc[str(n)] > utils.test(model, data)[1] + 20  # not the running averages
 
 
 # ----------------------------------------------------------------------------- the optimization, step by step
@@ -103,8 +121,8 @@ def reference_fit(model, data, epochs, batch_size, lr, seed, weight_decay, label
 
 @pytest.mark.parametrize("norm", ["bn", "ln"])
 def test_fit_is_the_recipe_step_by_step(data, norm):
-    settings = dict(epochs=2, batch_size=40, lr=0.1, weight_decay=0.01, label_smoothing=0.2, pad=2,
-                    pct_start=0.5, momentum=(0.9, 0.8))  # none at its default: each must reach the optimizer
+    settings = dict(epochs=2, batch_size=50, lr=0.1, weight_decay=0.01, label_smoothing=0.2, pad=2,
+                    pct_start=0.5, momentum=(0.9, 0.8))  # none at its default; 120 images: 20 left over an epoch
     torch.manual_seed(0)
     model = Net(norm, norm_1x1=True)
     ours = copy.deepcopy(model)

@@ -44,7 +44,7 @@ def test_both_readmes_regenerate_between_their_markers_only(tmp_path):
     assert "| test acc %, seed 1 | - | 80.25 | - |" in readme  # from experiments/seed1
     assert "| test acc % when the norms use statistics of test batches of 1 / 64 | 10.00 / 80.00 |" in readme
     assert "No confusion matrices yet" in readme
-    assert "| mean | 2.833 |" in readme  # the worked example
+    assert "| mean | 2.833 |" in study  # the worked example
     assert "`images/results_bn.json`" in readme and "seed1" not in readme.split("hardware:start")[1]
     assert "| Group Norm | 0 | 83.00 | 81.50 | 1 | 83.00 | 80.25 | -1.25 |" in study  # seeds
     assert "`experiments/seed1/results_gn.json`" in study

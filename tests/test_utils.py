@@ -206,6 +206,13 @@ def test_results_and_figures_are_written(data, tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_results_report_the_final_epoch_not_the_best(data, tmp_path):
+    hist = {"train_loss": [2.0, 1.0, 1.5], "train_acc": [40.0, 90.0, 70.0], "test_loss": [1.9, 0.9, 1.2],
+            "test_acc": [50.0, 80.0, 60.0], "lr": [0.1, 0.2, 0.01], "seconds": [60.0, 30.0, 31.0]}
+    res = utils.save_results(tmp_path, Net("gn"), hist, 0, "cpu", data)
+    assert (res["train_acc"], res["test_acc"], res["epochs"], res["minutes"]) == (70.0, 60.0, 3, 2.02)
+
+
 def test_misclassified_are_really_wrong_and_drawn_from_all_mistakes(data):
     model, _ = run(data, seed=0, epochs=1)
     idx, pred = utils.misclassified(model, data)
