@@ -22,6 +22,8 @@ MUTANTS = [
     # the model
     ("model.py", "stage 1 without its residual addition",
      "x = self.add(x, self.C2(x))", "x = F.gelu(self.C2(x))"),
+    ("model.py", "stage 2 without its residual addition",
+     "x = self.add(x, self.C5(self.C4(x)))", "x = F.gelu(self.C5(self.C4(x)))"),
     ("model.py", "stage 2's branch skips C4",
      "x = self.add(x, self.C5(self.C4(x)))", "x = self.add(x, self.C5(x))"),
     ("model.py", "stage 3 without its residual addition",
