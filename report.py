@@ -475,4 +475,7 @@ if __name__ == "__main__":
                     help="where model_<norm>.pt and results_<norm>.json are (default: images)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     args = ap.parse_args()
-    sys.exit(check(args.data_root, args.folder, args.device) if args.check else main())
+    try:
+        sys.exit(check(args.data_root, args.folder, args.device) if args.check else main())
+    except (RuntimeError, FileNotFoundError) as e:  # no data, or a model without its results file: say why, no trace
+        sys.exit(f"report.py: {e}")

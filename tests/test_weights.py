@@ -105,3 +105,17 @@ def test_check_is_the_command_line_exit_status(data, image_folder, tmp_path):
                            str(image_folder)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert "ERROR" in proc.stdout
+
+
+def test_check_without_data_says_what_to_do(tmp_path):
+    trained_dir = tmp_path / "images"
+    trained_dir.mkdir()
+    (trained_dir / "results_gn.json").write_text(json.dumps({"norm": "gn", "test_acc": 80.0}))
+    offline = ("from torchvision.datasets import CIFAR10; "  # no internet: the download fails as it does offline
+               "CIFAR10.download = lambda *a, **k: (_ for _ in ()).throw(OSError('offline')); ")
+    proc = subprocess.run([sys.executable, "-c", "import sys, runpy; " + offline +
+                           "sys.argv = ['report.py', '--check', '--folder', sys.argv[1], '--data-root', sys.argv[2]]; "
+                           "runpy.run_path('report.py', run_name='__main__')",
+                           str(trained_dir), str(tmp_path / "nothing")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "could not load CIFAR-10" in proc.stderr and "Fix:" in proc.stderr
