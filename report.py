@@ -425,7 +425,7 @@ def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
         print(f"no results_<norm>.json in {folder}: nothing to check")
         return 1
     data = utils.load_cifar10(data_root, device)
-    digest = utils.test_fingerprint(data)
+    digest = utils.fingerprint(data)
     print(f"data: {data.source}, {len(data.y_test):,} test images, sha256 {digest[:16]}...")
     print(f"{'model':<12} {'results file':>12} {'weights':>8} {'diff':>6}  verdict")
     status = 0

@@ -408,22 +408,27 @@ def confusion_matrix(model, data, batch_size=EVAL_BATCH):
 
 
 @torch.no_grad()
-def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000), seed=0):
-    """Test accuracy % when the norm layers use the statistics of the current batch, per batch size.
+def batch_stats_predict(model, x, data, batch_size, seed=0):
+    """Logits for uint8 images x when the norm layers use the statistics of the batch at hand, in x's order.
 
-    Batches are random test images (one seeded shuffle: the stored order may be sorted by class).
-    BN then depends on which images share the batch; GN and LN never look across images.
-    Runs on a copy in train mode: the model and its running averages stay as they are.
+    Batches are a seeded shuffle of x (the stored order may be sorted by class), so BN's batch statistics mix
+    classes; GN and LN never look across images. Runs on a copy in train mode: the model and its running
+    averages stay as they are.
     """
     import copy
     probe = copy.deepcopy(model).train()
-    order = seeded_order(len(data.y_test), seed, data.y_test.device)
-    x, y = data.x_test[order], data.y_test[order]
+    order = seeded_order(len(x), seed, x.device)
+    shuffled = torch.cat([probe(data.normalize(x[order[i:i + batch_size]])).float()
+                          for i in range(0, len(x), batch_size)])
+    return torch.empty_like(shuffled).index_copy_(0, order, shuffled)
+
+
+def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000), seed=0):
+    """Test accuracy % per batch size when the norm layers use the statistics of the batch (batch_stats_predict)."""
     acc = {}
     for bs in sizes:
-        correct = sum((probe(data.normalize(x[i:i + bs])).argmax(1) == y[i:i + bs]).sum().item()
-                      for i in range(0, len(y), bs))
-        acc[str(bs)] = round(100.0 * correct / len(y), 2)
+        pred = batch_stats_predict(model, data.x_test, data, bs, seed).argmax(1)
+        acc[str(bs)] = round(100.0 * (pred == data.y_test).sum().item() / len(data.y_test), 2)
     return acc
 
 
@@ -447,7 +452,7 @@ def _atomic_write(path, write):
     return path
 
 
-def test_fingerprint(data):
+def fingerprint(data):
     """sha256 of the test images and labels: the same copy of CIFAR-10's test split gives the same hex digest."""
     import hashlib
     digest = hashlib.sha256(data.x_test.cpu().contiguous().numpy().tobytes())
@@ -477,7 +482,7 @@ def save_results(out_dir, model, hist, seed, device, data, extra=None):
         "seed": seed,
         "device": hardware(torch.device(device)),
         "data": data.source,
-        "test_data_sha256": test_fingerprint(data),
+        "test_data_sha256": fingerprint(data),
         "mean": data.mean.flatten().tolist(),  # the model's inputs: (pixels / 255 - mean) / std, per channel
         "std": data.std.flatten().tolist(),
         "torch": torch.__version__,

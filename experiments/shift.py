@@ -4,10 +4,9 @@ Each corruption is applied to the uint8 test images before the notebooks' normal
 severities 1 to 5 (0 = the clean images). The three headline models are evaluated with their stored statistics,
 and BN a second time with the statistics of each (corrupted) test batch instead of its running averages.
 
-    python experiments/shift.py --data data/cifar10 --out experiments/shift   # a few minutes on 2 CPU cores
+    python experiments/shift.py --data data/cifar10 --out experiments/shift   # 15 minutes on one slow CPU core
 """
 import argparse
-import copy
 import json
 import sys
 import time
@@ -32,7 +31,8 @@ SEVERITIES = {
 }
 BN_BATCH = 256   # batch size when BN uses the statistics of the test batch (random batches, seeded)
 MODELS = ("bn", "gn", "ln", "bn_batch_stats")
-LABELS = {"bn": "BN (running averages)", "gn": "GN", "ln": "LN", "bn_batch_stats": f"BN, test-batch statistics ({BN_BATCH})"}
+LABELS = {"bn": "BN (running averages)", "gn": "GN", "ln": "LN",
+          "bn_batch_stats": f"BN, test-batch statistics ({BN_BATCH})"}
 
 
 # ----------------------------------------------------------------------------- corruptions (uint8 in, uint8 out)
@@ -104,19 +104,6 @@ def corrupt(x, name, severity, seed=0):
 
 # ----------------------------------------------------------------------------- evaluation
 
-@torch.no_grad()
-def batch_stats_predict(model, x, data, batch_size=BN_BATCH, seed=0):
-    """Logits when the norm layers use each batch's own statistics; batches are a seeded shuffle of x. The model
-    and its running averages are left as they are (a copy runs in train mode)."""
-    probe = copy.deepcopy(model).train()
-    order = utils.seeded_order(len(x), seed, x.device)
-    out = torch.empty(len(x), 10)
-    for i in range(0, len(x), batch_size):
-        idx = order[i:i + batch_size]
-        out[idx] = probe(data.normalize(x[idx])).float()
-    return out
-
-
 def accuracies(models, data, seed=0):
     """{model: {corruption: [accuracy % at severity 0..5]}}."""
     acc = {m: {c: [] for c in CORRUPT} for m in MODELS}
@@ -124,8 +111,8 @@ def accuracies(models, data, seed=0):
         for severity in range(6):
             x = corrupt(data.x_test, name, severity, seed)
             for m in MODELS:
-                logits = (batch_stats_predict(models["bn"], x, data, seed=seed) if m == "bn_batch_stats"
-                          else utils.predict(models[m], x, data))
+                logits = (utils.predict(models[m], x, data) if m != "bn_batch_stats"
+                          else utils.batch_stats_predict(models["bn"], x, data, BN_BATCH, seed))
                 acc[m][name].append(round(utils.accuracy(logits, data.y_test), 2))
             print(f"{name:15s} severity {severity}: " + "  ".join(f"{m} {acc[m][name][-1]:.2f}" for m in MODELS),
                   flush=True)
@@ -152,7 +139,6 @@ def plot(result, out_dir):
 
 def main(data_root, out_dir, seed=0, images=ROOT / "images"):
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
     data = utils.load_cifar10(data_root, "cpu")
     models = {n: utils.load_model(Path(images) / f"model_{n}.pt") for n in ("bn", "gn", "ln")}
     res = {"data": data.source, "device": utils.hardware(torch.device("cpu")), "torch": torch.__version__,

@@ -79,7 +79,7 @@ def test_batch_statistics_leave_bn_untouched_and_use_the_batch(data):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.fill_(5.0)  # far from any batch's statistics
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    logits = shift.batch_stats_predict(model, data.x_test, data, batch_size=len(data.y_test))
+    logits = utils.batch_stats_predict(model, data.x_test, data, batch_size=len(data.y_test))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
     with torch.no_grad():
         expected = copy.deepcopy(model).train()(data.normalize(data.x_test))  # batch statistics, in any order

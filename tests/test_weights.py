@@ -57,10 +57,10 @@ def test_a_model_without_its_results_file_says_what_is_missing(data, tmp_path):
 
 
 def test_the_fingerprint_tells_copies_of_the_test_set_apart(data):
-    digest = utils.test_fingerprint(data)
-    assert digest == utils.test_fingerprint(data)
+    digest = utils.fingerprint(data)
+    assert digest == utils.fingerprint(data)
     data.x_test[0, 0, 0, 0] ^= 1  # one pixel, one bit
-    assert utils.test_fingerprint(data) != digest
+    assert utils.fingerprint(data) != digest
 
 
 def edit_results(folder, norm, **changes):
