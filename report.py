@@ -5,6 +5,7 @@ files, the benchmark files and model.py; the prose around the markers is left al
 """
 import inspect
 import json
+import math
 import os
 from pathlib import Path
 from statistics import median
@@ -21,6 +22,7 @@ STUDIES = ROOT / "experiments"      # everything beyond the assignment
 HEADLINE = ("bn", "gn", "ln")       # the assignment's three models
 SEED1 = "seed1"                     # the same notebooks under seed 1, inside a folder of runs
 SEPARABLE = "separable"             # the notebooks with depthwise-separable C blocks, inside STUDIES
+ABLATION = "ablation"               # the notebooks without residual additions or without normalization, inside STUDIES
 DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
 
 
@@ -349,6 +351,81 @@ def norm_speed_table(studies=STUDIES):
     return "\n".join(rows)
 
 
+def ablation_folders(studies=STUDIES):
+    """Every folder of results files under <studies>/ablation, sorted."""
+    return sorted({f.parent for f in (Path(studies) / ABLATION).rglob("results_*.json")})
+
+
+def ablation_runs(images=IMAGES, studies=STUDIES):
+    """The headline runs (seeds 0 and 1) and every ablation run, grouped by what was changed:
+    {(norm, residual, peak lr): {seed: results}}."""
+    groups = {}
+    for folder in [Path(images), Path(studies) / SEED1, *ablation_folders(studies)]:
+        for norm, r in load_results(folder).items():
+            config = r.get("config", {})
+            groups.setdefault((norm, config.get("residual", True), config.get("lr")), {})[r["seed"]] = r
+    return groups
+
+
+def diverged_at(r):
+    """The first epoch whose training loss is NaN or infinite, or None: a run that blew up is a result too."""
+    return next((e for e, loss in enumerate(r["history"]["train_loss"], 1) if not math.isfinite(loss)), None)
+
+
+def ablation_table(images=IMAGES, studies=STUDIES):
+    """Each ingredient against its absence: per seed the final test and train accuracy and the difference from the
+    headline recipe of the same norm and seed (BN's for the runs without normalization), with test accuracy after
+    epoch 5 for the speed of learning."""
+    groups = ablation_runs(images, studies)
+    if not any(norm == "none" or not residual for norm, residual, _ in groups):
+        return "_No ablation runs yet: see the commands above._"
+    headline = {n: groups[(n, True, r.get("config", {}).get("lr"))] for n, r in load_results(images).items()}
+    rows = header("model", "residual additions", "peak lr", "seed", "test acc %", "train acc %",
+                  "vs the headline, same seed (points)", "test acc % after epoch 5")
+    order = lambda k: ((HEADLINE + ("none",)).index(k[0]), not k[1], -(k[2] or 0))
+    for key in sorted(groups, key=order):
+        norm, residual, lr = key
+        ref = headline.get("bn" if norm == "none" else norm, {})
+        for seed, r in sorted(groups[key].items()):
+            bad = diverged_at(r)
+            vs = ("(the headline)" if ref is groups[key] else "-" if bad or seed not in ref else
+                  f"{r['test_acc'] - ref[seed]['test_acc']:+.2f}")
+            rows.append(row(NORM_NAMES[norm], [
+                "yes" if residual else "**no**", f"{lr:g}", str(seed),
+                f"diverged: loss NaN from epoch {bad}" if bad else f"{r['test_acc']:.2f}",
+                "-" if bad else f"{r['train_acc']:.2f}", vs,
+                f"{r['history']['test_acc'][4]:.2f}" if r["epochs"] >= 5 else "-"]))
+    return "\n".join(rows)
+
+
+def plot_ablation(images=IMAGES, studies=STUDIES):
+    """Test accuracy per epoch at seed 0: each norm with and without the residual additions (left), the network
+    without normalization at each peak lr against BN (right) -> <studies>/ablation/ablation.png."""
+    import matplotlib.pyplot as plt
+    runs = {k: seeds[0] for k, seeds in ablation_runs(images, studies).items() if 0 in seeds}
+    headline = {n: (n, True, r.get("config", {}).get("lr")) for n, r in load_results(images).items()}
+    no_residual = [k for k in runs if not k[1] and k[0] in headline]
+    no_norm = sorted((k for k in runs if k[0] == "none"), key=lambda k: -k[2])
+    if not no_residual and not no_norm:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    curve = lambda ax, key, **kw: ax.plot(range(1, runs[key]["epochs"] + 1), runs[key]["history"]["test_acc"], **kw)
+    for i, key in enumerate(no_residual):  # NaN epochs of a diverged run are simply not drawn
+        name = key[0].upper()
+        curve(left, headline[key[0]], color=f"C{i}", label=f"{name}, with additions")
+        curve(left, key, color=f"C{i}", ls="--", label=f"{name}, without")
+    if no_norm and headline.get("bn") in runs:
+        curve(right, headline["bn"], color="C0", lw=2, label=f"BN, peak lr {headline['bn'][2]:g}")
+    for i, key in enumerate(no_norm):
+        curve(right, key, color=f"C{i + 3}", label=f"no norm, peak lr {key[2]:g}")
+    for ax, title in ((left, "without the residual additions (dashed)"), (right, "without normalization")):
+        ax.set(title=title, xlabel="epoch", xticks=range(0, 21, 5))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    left.set_ylabel("test accuracy % (seed 0)")
+    fig.tight_layout()
+    return utils._save_fig(fig, Path(studies) / ABLATION, "ablation.png")
+
 def shift_table(studies=STUDIES):
     """The corruption study (<studies>/shift/results.json): clean and mean corrupted accuracy per model, its
     worst corruption, then every corruption's mean over its five severities."""
@@ -387,8 +464,9 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
             "separable-results": results_table(sep), "separable-architecture": layer_table(sep),
             "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
-            "shift": shift_table(studies), "norm-tables": norm_tables(utils.norm_example()),
-            "hardware": provenance([studies / SEED1, sep, sep / SEED1], root)}
+            "ablation": ablation_table(images, studies), "shift": shift_table(studies),
+            "norm-tables": norm_tables(utils.norm_example()),
+            "hardware": provenance([studies / SEED1, sep, sep / SEED1, *ablation_folders(studies)], root)}
 
 
 def replace_between(text, name, body):
@@ -455,6 +533,7 @@ def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
 
 def main(images=IMAGES, studies=STUDIES, root=ROOT):
     utils.plot_norm_sets(utils.norm_example(), images)
+    plot_ablation(images, studies)
     pages = {path: render(path, tables) for path, tables in  # both rendered before either is written
              ((Path(root) / "README.md", readme_tables(images, studies, root)),
               (Path(studies) / "README.md", studies_tables(images, studies, root)))}

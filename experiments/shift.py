@@ -5,6 +5,9 @@ severities 1 to 5 (0 = the clean images). The three headline models are evaluate
 and BN a second time with the statistics of each (corrupted) test batch instead of its running averages.
 
     python experiments/shift.py --data data/cifar10 --out experiments/shift   # 15 minutes on one slow CPU core
+
+--models evaluates other saved models instead (each model_<norm>.pt needs its results file beside it), e.g. the
+ablation runs under one corruption: --models experiments/ablation/*/model_*.pt --corruptions scale
 """
 import argparse
 import json
@@ -104,17 +107,19 @@ def corrupt(x, name, severity, seed=0):
 
 # ----------------------------------------------------------------------------- evaluation
 
-def accuracies(models, data, seed=0):
-    """{model: {corruption: [accuracy % at severity 0..5]}}."""
-    acc = {m: {c: [] for c in CORRUPT} for m in MODELS}
-    for name in CORRUPT:
+def accuracies(models, data, seed=0, corruptions=tuple(CORRUPT)):
+    """{model: {corruption: [accuracy % at severity 0..5]}}; with a "bn" model, "bn_batch_stats" is the same model
+    using the statistics of each test batch."""
+    names = [*models, *(["bn_batch_stats"] if "bn" in models else [])]
+    acc = {m: {c: [] for c in corruptions} for m in names}
+    for name in corruptions:
         for severity in range(6):
             x = corrupt(data.x_test, name, severity, seed)
-            for m in MODELS:
+            for m in names:
                 logits = (utils.predict(models[m], x, data) if m != "bn_batch_stats"
                           else utils.batch_stats_predict(models["bn"], x, data, BN_BATCH, seed))
                 acc[m][name].append(round(utils.accuracy(logits, data.y_test), 2))
-            print(f"{name:15s} severity {severity}: " + "  ".join(f"{m} {acc[m][name][-1]:.2f}" for m in MODELS),
+            print(f"{name:15s} severity {severity}: " + "  ".join(f"{m} {acc[m][name][-1]:.2f}" for m in names),
                   flush=True)
     return acc
 
@@ -122,28 +127,49 @@ def accuracies(models, data, seed=0):
 def plot(result, out_dir):
     """Accuracy against severity, a panel per corruption, a line per model -> shift.png."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), sharey=True)
-    for ax, name in zip(axes.flat, CORRUPT):
-        for m in MODELS:
-            ax.plot(range(6), result["accuracy"][m][name], marker=".", label=LABELS[m],
+    acc = result["accuracy"]
+    corruptions = list(next(iter(acc.values())))
+    cols = min(3, len(corruptions))
+    rows = -(-len(corruptions) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(corruptions):]:
+        ax.remove()
+    for ax, name in zip(axes.flat, corruptions):
+        for m in acc:
+            ax.plot(range(6), acc[m][name], marker=".", label=LABELS.get(m, m),
                     linestyle="--" if m == "bn_batch_stats" else "-")
         ax.set(title=name.replace("_", " "), xlabel="severity (0 = clean)", xticks=range(6))
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy %")
     axes.flat[0].legend()
-    fig.suptitle("The committed models on corrupted test images")
+    fig.suptitle(result.get("title", "The committed models on corrupted test images"))
     fig.tight_layout()
     return utils._save_fig(fig, out_dir, "shift.png")
 
 
-def main(data_root, out_dir, seed=0, images=ROOT / "images"):
+def load_models(paths=None, images=ROOT / "images"):
+    """{name: model}: the three committed models, or each saved model in paths, named by its folder (relative to
+    the repository when inside it)."""
+    if not paths:
+        return {n: utils.load_model(Path(images) / f"model_{n}.pt") for n in ("bn", "gn", "ln")}
+    name = lambda p: (p.parent.resolve().relative_to(ROOT).as_posix() if p.resolve().is_relative_to(ROOT)
+                      else p.parent.as_posix())
+    return {name(Path(p)): utils.load_model(p) for p in paths}
+
+
+def main(data_root, out_dir, seed=0, images=ROOT / "images", paths=None, corruptions=tuple(CORRUPT)):
+    unknown = [c for c in corruptions if c not in CORRUPT]
+    if unknown:
+        raise ValueError(f"unknown corruption {unknown[0]!r}: choose from {', '.join(CORRUPT)}")
     t0 = time.perf_counter()
+    models = load_models(paths, images)  # before the data: a wrong path fails at once
     data = utils.load_cifar10(data_root, "cpu")
-    models = {n: utils.load_model(Path(images) / f"model_{n}.pt") for n in ("bn", "gn", "ln")}
     res = {"data": data.source, "device": utils.hardware(torch.device("cpu")), "torch": torch.__version__,
-           "seed": seed, "bn_batch_size": BN_BATCH, "severities": SEVERITIES,
-           "accuracy": accuracies(models, data, seed)}
+           "seed": seed, "bn_batch_size": BN_BATCH, "severities": {c: SEVERITIES[c] for c in corruptions},
+           "accuracy": accuracies(models, data, seed, corruptions)}
+    if paths:
+        res["title"] = "Saved models on corrupted test images"
     res["minutes"] = round((time.perf_counter() - t0) / 60, 2)
     text = json.dumps(res, indent=1)
     utils._atomic_write(Path(out_dir) / "results.json", lambda p: Path(p).write_text(text + "\n"))
@@ -157,5 +183,11 @@ if __name__ == "__main__":
     ap.add_argument("--data", default="data/cifar10", help="image-folder copy, else where torchvision downloads")
     ap.add_argument("--out", default="experiments/shift", help="folder for results.json and shift.png")
     ap.add_argument("--seed", type=int, default=0, help="seeds the noise and the batches of the BN test")
+    ap.add_argument("--models", nargs="+", metavar="PT", help="saved models to evaluate (default: the committed three)")
+    ap.add_argument("--corruptions", nargs="+", default=list(CORRUPT), choices=list(CORRUPT), metavar="NAME",
+                    help=f"which corruptions (default: all of {', '.join(CORRUPT)})")
     args = ap.parse_args()
-    main(args.data, args.out, args.seed)
+    try:
+        main(args.data, args.out, args.seed, paths=args.models, corruptions=args.corruptions)
+    except (RuntimeError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"shift.py: {e}")

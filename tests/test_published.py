@@ -18,6 +18,9 @@ NOTEBOOKS = {"bn": "S8_BN.ipynb", "gn": "S8_GN.ipynb", "ln": "S8_LN.ipynb"}
 SEPARABLE = STUDIES / report.SEPARABLE
 FOLDERS = [(IMAGES, ROOT)] + [(d, d) for d in (STUDIES / report.SEED1, SEPARABLE, SEPARABLE / report.SEED1)]
 RUNS = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n, nb / NOTEBOOKS[n]) for d, nb in FOLDERS for n in NOTEBOOKS}
+# the ablation runs: one notebook per results file, beside it (S8_none.ipynb for the runs without normalization)
+ABLATION = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n) for d in report.ablation_folders() for n in utils.load_results(d)}
+RUNS |= {run: (d, n, d / NOTEBOOKS.get(n, f"S8_{n}.ipynb")) for run, (d, n) in ABLATION.items()}
 sys.path.insert(0, str(STUDIES))  # sweep.py, whose plans made the small-batch runs
 
 
@@ -137,3 +140,20 @@ def test_results_files_are_complete(folder):
             assert key in r, (norm, key)
         assert set(r["history"]) == {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
         assert r["params"] == count_params(Net(norm, **report.model_config(r)))  # the architecture table
+
+
+@pytest.mark.parametrize("run", ABLATION)
+def test_each_ablation_run_changed_only_what_its_folder_says(run):
+    """no_residual/[seed1/]: the notebook of that norm without the additions; no_norm/lr<lr>/[seed1/]: BN's
+    notebook without norm layers at that peak lr. Everything else is the headline notebook's recipe."""
+    folder, norm = ABLATION[run]
+    r, parts = utils.load_results(folder)[norm], folder.relative_to(STUDIES / report.ABLATION).parts
+    seed = 1 if parts[-1] == report.SEED1 else 0
+    headline = utils.load_results(IMAGES)["bn" if norm == "none" else norm]["config"]
+    if parts[0] == "no_residual":
+        changed = {"residual": False}
+    else:
+        assert parts[0] == "no_norm" and norm == "none", run
+        changed = {"lr": float(parts[1].removeprefix("lr"))}
+    assert r["config"] == {**headline, **changed}
+    assert r["seed"] == seed and r["epochs"] == 20 and r["data"] == utils.load_results(IMAGES)["bn"]["data"]

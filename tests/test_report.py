@@ -176,3 +176,35 @@ def test_blocks_table_sets_each_block_design_beside_the_other(tmp_path):
     assert "Batch Norm" not in table and "Layer Norm" not in table  # no results, no row
     files = [line.split("`")[1] for line in report.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
     assert files == ["experiments/seed1/results_gn.json", "experiments/separable/results_gn.json"]
+
+
+def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path):
+    images, studies = tmp_path / "images", tmp_path / "experiments"
+    ablation = studies / report.ABLATION
+    assert report.ablation_table(images, studies).startswith("_No ablation runs yet")
+    assert report.plot_ablation(images, studies) is None
+    write_result(images, "bn", 82.0, 0, lr=0.2)
+    write_result(images, "gn", 80.0, 0, lr=0.3)
+    write_result(studies / report.SEED1, "bn", 83.0, 1, lr=0.2)
+    write_result(ablation / "no_residual", "bn", 79.0, 0, lr=0.2, residual=False)
+    write_result(ablation / "no_residual" / report.SEED1, "bn", 78.5, 1, lr=0.2, residual=False)
+    write_result(ablation / "no_norm" / "lr0.1", "none", 75.0, 0, lr=0.1)
+    path = ablation / "no_norm" / "lr0.2" / "results_none.json"
+    r = write_result(path.parent, "none", 10.0, 0, lr=0.2)
+    r["history"]["train_loss"][1] = float("nan")  # json writes NaN, as the notebook's results file would
+    path.write_text(json.dumps(r))
+    lines = report.ablation_table(images, studies).splitlines()
+    assert lines[2:] == [
+        "| Batch Norm | yes | 0.2 | 0 | 82.00 | 83.00 | (the headline) | - |",
+        "| Batch Norm | yes | 0.2 | 1 | 83.00 | 83.00 | (the headline) | - |",
+        "| Batch Norm | **no** | 0.2 | 0 | 79.00 | 83.00 | -3.00 | - |",
+        "| Batch Norm | **no** | 0.2 | 1 | 78.50 | 83.00 | -4.50 | - |",  # against seed 1's headline
+        "| Group Norm | yes | 0.3 | 0 | 80.00 | 83.00 | (the headline) | - |",
+        "| No Norm | yes | 0.2 | 0 | diverged: loss NaN from epoch 2 | - | - | - |",
+        "| No Norm | yes | 0.1 | 0 | 75.00 | 83.00 | -7.00 | - |"]  # against BN's headline
+    assert report.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
+    files = [line.split("`")[1] for line in report.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
+    assert files == ["experiments/seed1/results_bn.json", "experiments/ablation/no_norm/lr0.1/results_none.json",
+                     "experiments/ablation/no_norm/lr0.2/results_none.json",
+                     "experiments/ablation/no_residual/results_bn.json",
+                     "experiments/ablation/no_residual/seed1/results_bn.json"]

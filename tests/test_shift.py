@@ -97,3 +97,24 @@ def test_the_committed_results_cover_every_model_corruption_and_severity():
     clean = {n: r["test_acc"] for n, r in utils.load_results(report.IMAGES).items()}
     for n in ("bn", "gn", "ln"):
         assert res["accuracy"][n]["jpeg"][0] == round(clean[n], 2)  # the clean column is the headline's
+
+
+def test_other_saved_models_under_chosen_corruptions(data, image_folder, tmp_path):
+    """--models: any saved models, named by their folders, under the corruptions asked for; no BN batch test
+    without a model named bn; a wrong path or corruption fails before anything is written."""
+    paths = []
+    for name, net in (("no_norm", Net("none")), ("no_residual", Net("ln", residual=False))):
+        utils.save_results(tmp_path / name, net.eval(), {"test_acc": [10.0], "train_acc": [10.0], "seconds": [1.0]}, 0, "cpu",
+                           data,
+                           {"config": {"residual": net.residual}})
+        paths.append(tmp_path / name / f"model_{net.norm}.pt")
+    out = tmp_path / "out"
+    res = shift.main(image_folder, out, paths=paths, corruptions=["scale"])
+    assert list(res["accuracy"]) == [str(tmp_path / "no_norm"), str(tmp_path / "no_residual")]
+    assert all(list(per) == ["scale"] and len(per["scale"]) == 6 for per in res["accuracy"].values())
+    assert res["severities"] == {"scale": shift.SEVERITIES["scale"]}
+    assert json.loads((out / "results.json").read_text())["accuracy"] == res["accuracy"] and (out / "shift.png").exists()
+    for bad in ({"paths": [tmp_path / "missing" / "model_bn.pt"]}, {"paths": paths, "corruptions": ["fog"]}):
+        with pytest.raises((FileNotFoundError, ValueError), match="not found|unknown corruption"):
+            shift.main(image_folder, tmp_path / "never", **bad)
+        assert not (tmp_path / "never").exists()
