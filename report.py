@@ -398,6 +398,28 @@ def ablation_table(images=IMAGES, studies=STUDIES):
     return "\n".join(rows)
 
 
+def ablation_scale_table(studies=STUDIES):
+    """The input's scale: test accuracy with every pixel times c, for the headline models (<studies>/shift) and the
+    models without normalization (<studies>/ablation/scale, from shift.py --models ... --corruptions scale)."""
+    paths = [Path(studies) / "shift" / "results.json", Path(studies) / ABLATION / "scale" / "results.json"]
+    if not paths[1].exists():
+        return "_No scale results for the ablation models yet: see the command above._"
+    res = [json.loads(p.read_text()) for p in paths if p.exists()]
+    factors = res[-1]["severities"]["scale"]
+    if any(r["severities"]["scale"] != factors for r in res):
+        raise ValueError(f"{paths[0]} and {paths[1]} scale the pixels by different factors: rerun both")
+    labels = {"bn": "BN (running averages)", "gn": "GN", "ln": "LN",
+              "bn_batch_stats": f"BN, statistics of test batches of {res[0]['bn_batch_size']}"}
+    rows = header("model", *(f"pixels x {c:g}" for c in [1, *factors]), "mean loss over x 0.8 to x 0.1 (points)")
+    for r in res:
+        for m, per in r["accuracy"].items():
+            acc = per["scale"]
+            info = r.get("models", {}).get(m, {})
+            name = labels.get(m) or f"{NORM_NAMES[info['norm']]}, peak lr {info['config']['lr']:g}, seed {info['seed']}"
+            rows.append(row(name, [f"{a:.2f}" for a in acc] + [f"{acc[0] - sum(acc[1:]) / len(acc[1:]):.2f}"]))
+    return "\n".join(rows)
+
+
 def plot_ablation(images=IMAGES, studies=STUDIES):
     """Test accuracy per epoch at seed 0: each norm with and without the residual additions (left), the network
     without normalization at each peak lr against BN (right) -> <studies>/ablation/ablation.png."""
@@ -410,12 +432,15 @@ def plot_ablation(images=IMAGES, studies=STUDIES):
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     curve = lambda ax, key, **kw: ax.plot(range(1, runs[key]["epochs"] + 1), runs[key]["history"]["test_acc"], **kw)
-    for i, key in enumerate(no_residual):  # NaN epochs of a diverged run are simply not drawn
+    color = {"bn": "C0", "gn": "C1", "ln": "C2"}
+    for key in no_residual:  # NaN epochs of a diverged run are simply not drawn
         name = key[0].upper()
-        curve(left, headline[key[0]], color=f"C{i}", label=f"{name}, with additions")
-        curve(left, key, color=f"C{i}", ls="--", label=f"{name}, without")
-    if no_norm and headline.get("bn") in runs:
-        curve(right, headline["bn"], color="C0", lw=2, label=f"BN, peak lr {headline['bn'][2]:g}")
+        curve(left, headline[key[0]], color=color[key[0]], label=f"{name}, with additions")
+        curve(left, key, color=color[key[0]], ls="--", label=f"{name}, without")
+    for n, key in headline.items() if no_norm else ():
+        if key in runs:
+            curve(right, key, color=color[n], lw=2 if n == "bn" else 1, ls="-" if n == "bn" else ":",
+                  label=f"{n.upper()}, peak lr {key[2]:g}")
     for i, key in enumerate(no_norm):
         curve(right, key, color=f"C{i + 3}", label=f"no norm, peak lr {key[2]:g}")
     for ax, title in ((left, "without the residual additions (dashed)"), (right, "without normalization")):
@@ -464,7 +489,8 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
             "separable-results": results_table(sep), "separable-architecture": layer_table(sep),
             "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
-            "ablation": ablation_table(images, studies), "shift": shift_table(studies),
+            "ablation": ablation_table(images, studies),
+            "ablation-scale": ablation_scale_table(studies), "shift": shift_table(studies),
             "norm-tables": norm_tables(utils.norm_example()),
             "hardware": provenance([studies / SEED1, sep, sep / SEED1, *ablation_folders(studies)], root)}
 

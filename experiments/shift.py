@@ -149,13 +149,18 @@ def plot(result, out_dir):
 
 
 def load_models(paths=None, images=ROOT / "images"):
-    """{name: model}: the three committed models, or each saved model in paths, named by its folder (relative to
+    """{name: model}: the three committed models, or each saved model in paths, named by its path (relative to
     the repository when inside it)."""
     if not paths:
         return {n: utils.load_model(Path(images) / f"model_{n}.pt") for n in ("bn", "gn", "ln")}
-    name = lambda p: (p.parent.resolve().relative_to(ROOT).as_posix() if p.resolve().is_relative_to(ROOT)
-                      else p.parent.as_posix())
+    name = lambda p: p.resolve().relative_to(ROOT).as_posix() if p.resolve().is_relative_to(ROOT) else p.as_posix()
     return {name(Path(p)): utils.load_model(p) for p in paths}
+
+
+def results_beside(path):
+    """The results file written beside a saved model_<norm>.pt."""
+    path = Path(path)
+    return json.loads(path.with_name(path.stem.replace("model_", "results_", 1) + ".json").read_text())
 
 
 def main(data_root, out_dir, seed=0, images=ROOT / "images", paths=None, corruptions=tuple(CORRUPT)):
@@ -168,8 +173,9 @@ def main(data_root, out_dir, seed=0, images=ROOT / "images", paths=None, corrupt
     res = {"data": data.source, "device": utils.hardware(torch.device("cpu")), "torch": torch.__version__,
            "seed": seed, "bn_batch_size": BN_BATCH, "severities": {c: SEVERITIES[c] for c in corruptions},
            "accuracy": accuracies(models, data, seed, corruptions)}
-    if paths:
+    if paths:  # what each model is: its norm, seed and recipe
         res["title"] = "Saved models on corrupted test images"
+        res["models"] = {m: {k: results_beside(p)[k] for k in ("norm", "seed", "config")} for m, p in zip(models, paths)}
     res["minutes"] = round((time.perf_counter() - t0) / 60, 2)
     text = json.dumps(res, indent=1)
     utils._atomic_write(Path(out_dir) / "results.json", lambda p: Path(p).write_text(text + "\n"))

@@ -208,3 +208,25 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
                      "experiments/ablation/no_norm/lr0.2/results_none.json",
                      "experiments/ablation/no_residual/results_bn.json",
                      "experiments/ablation/no_residual/seed1/results_bn.json"]
+
+
+def test_scale_table_puts_the_models_without_normalization_beside_the_headline(tmp_path):
+    studies = tmp_path / "experiments"
+    assert report.ablation_scale_table(studies).startswith("_No scale results")
+    factors = [0.8, 0.6, 0.4, 0.2, 0.1]
+    headline = {"severities": {"scale": factors}, "bn_batch_size": 256,
+                "accuracy": {"gn": {"scale": [80.0, 79.0, 78.0, 70.0, 50.0, 18.0]}}}
+    ablation = {"severities": {"scale": factors}, "accuracy": {"x/model_none.pt": {"scale": [81.0, 80, 76, 60, 25, 14]}},
+                "models": {"x/model_none.pt": {"norm": "none", "seed": 1, "config": {"lr": 0.1}}}}
+    for folder, res in (("shift", headline), ("ablation/scale", ablation)):
+        (studies / folder).mkdir(parents=True)
+        (studies / folder / "results.json").write_text(json.dumps(res))
+    assert report.ablation_scale_table(studies).splitlines() == [
+        "| model | pixels x 1 | pixels x 0.8 | pixels x 0.6 | pixels x 0.4 | pixels x 0.2 | pixels x 0.1 | "
+        "mean loss over x 0.8 to x 0.1 (points) |", "|---|---|---|---|---|---|---|---|",
+        "| GN | 80.00 | 79.00 | 78.00 | 70.00 | 50.00 | 18.00 | 21.00 |",
+        "| No Norm, peak lr 0.1, seed 1 | 81.00 | 80.00 | 76.00 | 60.00 | 25.00 | 14.00 | 30.00 |"]
+    ablation["severities"]["scale"] = [0.5] * 5  # another definition of the corruption: not comparable
+    (studies / "ablation/scale/results.json").write_text(json.dumps(ablation))
+    with pytest.raises(ValueError, match="different factors"):
+        report.ablation_scale_table(studies)

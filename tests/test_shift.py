@@ -110,7 +110,8 @@ def test_other_saved_models_under_chosen_corruptions(data, image_folder, tmp_pat
         paths.append(tmp_path / name / f"model_{net.norm}.pt")
     out = tmp_path / "out"
     res = shift.main(image_folder, out, paths=paths, corruptions=["scale"])
-    assert list(res["accuracy"]) == [str(tmp_path / "no_norm"), str(tmp_path / "no_residual")]
+    assert list(res["accuracy"]) == list(map(str, paths))
+    assert res["models"][str(paths[1])] == {"norm": "ln", "seed": 0, "config": {"residual": False}}
     assert all(list(per) == ["scale"] and len(per["scale"]) == 6 for per in res["accuracy"].values())
     assert res["severities"] == {"scale": shift.SEVERITIES["scale"]}
     assert json.loads((out / "results.json").read_text())["accuracy"] == res["accuracy"] and (out / "shift.png").exists()
