@@ -372,16 +372,23 @@ def diverged_at(r):
     return next((e for e, loss in enumerate(r["history"]["train_loss"], 1) if not math.isfinite(loss)), None)
 
 
+def largest_fall(r):
+    """The largest drop of test accuracy between two consecutive epochs: how unsteady training was."""
+    acc = r["history"]["test_acc"]
+    return f"{max([0.0, *(a - b for a, b in zip(acc, acc[1:]))]):.2f}"  # 0: it never fell
+
+
 def ablation_table(images=IMAGES, studies=STUDIES):
     """Each ingredient against its absence: per seed the final test and train accuracy and the difference from the
     headline recipe of the same norm and seed (BN's for the runs without normalization), with test accuracy after
-    epoch 5 for the speed of learning."""
+    epoch 5 for the speed of learning and the largest fall between epochs for its steadiness."""
     groups = ablation_runs(images, studies)
     if not any(norm == "none" or not residual for norm, residual, _ in groups):
         return "_No ablation runs yet: see the commands above._"
     headline = {n: groups[(n, True, r.get("config", {}).get("lr"))] for n, r in load_results(images).items()}
     rows = header("model", "residual additions", "peak lr", "seed", "test acc %", "train acc %",
-                  "vs the headline, same seed (points)", "test acc % after epoch 5")
+                  "vs the headline, same seed (points)", "test acc % after epoch 5",
+                  "largest fall in test acc from one epoch to the next (points)")
     order = lambda k: ((HEADLINE + ("none",)).index(k[0]), not k[1], -(k[2] or 0))
     for key in sorted(groups, key=order):
         norm, residual, lr = key
@@ -394,7 +401,7 @@ def ablation_table(images=IMAGES, studies=STUDIES):
                 "yes" if residual else "**no**", f"{lr:g}", str(seed),
                 f"diverged: loss NaN from epoch {bad}" if bad else f"{r['test_acc']:.2f}",
                 "-" if bad else f"{r['train_acc']:.2f}", vs,
-                f"{r['history']['test_acc'][4]:.2f}" if r["epochs"] >= 5 else "-"]))
+                f"{r['history']['test_acc'][4]:.2f}" if r["epochs"] >= 5 else "-", largest_fall(r)]))
     return "\n".join(rows)
 
 

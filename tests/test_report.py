@@ -195,13 +195,13 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
     path.write_text(json.dumps(r))
     lines = report.ablation_table(images, studies).splitlines()
     assert lines[2:] == [
-        "| Batch Norm | yes | 0.2 | 0 | 82.00 | 83.00 | (the headline) | - |",
-        "| Batch Norm | yes | 0.2 | 1 | 83.00 | 83.00 | (the headline) | - |",
-        "| Batch Norm | **no** | 0.2 | 0 | 79.00 | 83.00 | -3.00 | - |",
-        "| Batch Norm | **no** | 0.2 | 1 | 78.50 | 83.00 | -4.50 | - |",  # against seed 1's headline
-        "| Group Norm | yes | 0.3 | 0 | 80.00 | 83.00 | (the headline) | - |",
-        "| No Norm | yes | 0.2 | 0 | diverged: loss NaN from epoch 2 | - | - | - |",
-        "| No Norm | yes | 0.1 | 0 | 75.00 | 83.00 | -7.00 | - |"]  # against BN's headline
+        "| Batch Norm | yes | 0.2 | 0 | 82.00 | 83.00 | (the headline) | - | 0.00 |",
+        "| Batch Norm | yes | 0.2 | 1 | 83.00 | 83.00 | (the headline) | - | 0.00 |",
+        "| Batch Norm | **no** | 0.2 | 0 | 79.00 | 83.00 | -3.00 | - | 0.00 |",
+        "| Batch Norm | **no** | 0.2 | 1 | 78.50 | 83.00 | -4.50 | - | 0.00 |",  # against seed 1's headline
+        "| Group Norm | yes | 0.3 | 0 | 80.00 | 83.00 | (the headline) | - | 0.00 |",
+        "| No Norm | yes | 0.2 | 0 | diverged: loss NaN from epoch 2 | - | - | - | 35.00 |",
+        "| No Norm | yes | 0.1 | 0 | 75.00 | 83.00 | -7.00 | - | 0.00 |"]  # against BN's headline
     assert report.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
     files = [line.split("`")[1] for line in report.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
     assert files == ["experiments/seed1/results_bn.json", "experiments/ablation/no_norm/lr0.1/results_none.json",
