@@ -367,9 +367,15 @@ def ablation_runs(images=IMAGES, studies=STUDIES):
     return groups
 
 
-def diverged_at(r):
-    """The first epoch whose training loss is NaN or infinite, or None: a run that blew up is a result too."""
-    return next((e for e, loss in enumerate(r["history"]["train_loss"], 1) if not math.isfinite(loss)), None)
+def failure(r):
+    """How a run failed, or None: a loss that turned NaN, or test accuracy stuck at chance (10%) to the end. A run
+    that blew up is a result too."""
+    nan = next((e for e, loss in enumerate(r["history"]["train_loss"], 1) if not math.isfinite(loss)), None)
+    if nan:
+        return f"diverged: loss NaN from epoch {nan}"
+    acc = r["history"]["test_acc"]
+    stuck = next((e for e in range(1, len(acc) + 1) if max(acc[e - 1:]) <= 10.5), None)  # 10 classes
+    return f"{r['test_acc']:.2f}: at chance from epoch {stuck}" if stuck else None
 
 
 def largest_fall(r):
@@ -394,13 +400,12 @@ def ablation_table(images=IMAGES, studies=STUDIES):
         norm, residual, lr = key
         ref = headline.get("bn" if norm == "none" else norm, {})
         for seed, r in sorted(groups[key].items()):
-            bad = diverged_at(r)
+            bad = failure(r)
             vs = ("(the headline)" if ref is groups[key] else "-" if bad or seed not in ref else
                   f"{r['test_acc'] - ref[seed]['test_acc']:+.2f}")
             rows.append(row(NORM_NAMES[norm], [
                 "yes" if residual else "**no**", f"{lr:g}", str(seed),
-                f"diverged: loss NaN from epoch {bad}" if bad else f"{r['test_acc']:.2f}",
-                "-" if bad else f"{r['train_acc']:.2f}", vs,
+                bad or f"{r['test_acc']:.2f}", "-" if bad else f"{r['train_acc']:.2f}", vs,
                 f"{r['history']['test_acc'][4]:.2f}" if r["epochs"] >= 5 else "-", largest_fall(r)]))
     return "\n".join(rows)
 

@@ -189,6 +189,9 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
     write_result(ablation / "no_residual", "bn", 79.0, 0, lr=0.2, residual=False)
     write_result(ablation / "no_residual" / report.SEED1, "bn", 78.5, 1, lr=0.2, residual=False)
     write_result(ablation / "no_norm" / "lr0.1", "none", 75.0, 0, lr=0.1)
+    stuck = write_result(ablation / "no_norm" / "lr0.4", "none", 10.0, 0, lr=0.4)
+    stuck["history"]["test_acc"] = [30.0, 10.0]  # no NaN, but no better than guessing from epoch 2 on
+    (ablation / "no_norm" / "lr0.4" / "results_none.json").write_text(json.dumps(stuck))
     path = ablation / "no_norm" / "lr0.2" / "results_none.json"
     r = write_result(path.parent, "none", 10.0, 0, lr=0.2)
     r["history"]["train_loss"][1] = float("nan")  # json writes NaN, as the notebook's results file would
@@ -200,12 +203,14 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
         "| Batch Norm | **no** | 0.2 | 0 | 79.00 | 83.00 | -3.00 | - | 0.00 |",
         "| Batch Norm | **no** | 0.2 | 1 | 78.50 | 83.00 | -4.50 | - | 0.00 |",  # against seed 1's headline
         "| Group Norm | yes | 0.3 | 0 | 80.00 | 83.00 | (the headline) | - | 0.00 |",
+        "| No Norm | yes | 0.4 | 0 | 10.00: at chance from epoch 2 | - | - | - | 20.00 |",
         "| No Norm | yes | 0.2 | 0 | diverged: loss NaN from epoch 2 | - | - | - | 35.00 |",
         "| No Norm | yes | 0.1 | 0 | 75.00 | 83.00 | -7.00 | - | 0.00 |"]  # against BN's headline
     assert report.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
     files = [line.split("`")[1] for line in report.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
     assert files == ["experiments/seed1/results_bn.json", "experiments/ablation/no_norm/lr0.1/results_none.json",
                      "experiments/ablation/no_norm/lr0.2/results_none.json",
+                     "experiments/ablation/no_norm/lr0.4/results_none.json",
                      "experiments/ablation/no_residual/results_bn.json",
                      "experiments/ablation/no_residual/seed1/results_bn.json"]
 
