@@ -1,5 +1,6 @@
 """Data, augmentation, train/test loops, results and figures for the S8 notebooks."""
 import json
+import math
 import os
 import platform
 import random
@@ -362,7 +363,8 @@ def one_cycle(opt, lr, epochs, steps, pct_start=0.15, momentum=(0.95, 0.85)):
 
 def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=(0.95, 0.85),
         label_smoothing=0.1, pad=4, pct_start=0.15):
-    """SGD (Nesterov) under a OneCycle schedule of learning rate and momentum; returns the per-epoch history."""
+    """SGD (Nesterov) under a OneCycle schedule of learning rate and momentum; returns the per-epoch history.
+    A loss that turns NaN ends training after that epoch: the history is then shorter than `epochs`."""
     if len(data.y_train) < batch_size:
         raise ValueError(f"the train set has {len(data.y_train)} images, fewer than one batch "
                          f"(batch_size={batch_size}): lower batch_size or use a larger train_subset")
@@ -379,6 +381,9 @@ def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=(0
             hist[k].append(round(v, 6))
         print(f"epoch {epoch:2d}  train loss {train_loss:.4f} acc {train_acc:.2f}%  "
               f"test loss {test_loss:.4f} acc {test_acc:.2f}%  lr {lr_now:.4f}  {hist['seconds'][-1]:.1f}s")
+        if not math.isfinite(train_loss):  # NaN weights stay NaN: the remaining epochs could only repeat this one
+            print(f"training diverged in epoch {epoch} (loss {train_loss}); stopped: lower the learning rate")
+            break
     return hist
 
 

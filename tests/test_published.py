@@ -1,5 +1,6 @@
 """The committed artifacts agree with each other: notebooks, results files and both READMEs."""
 import json
+import math
 import re
 import subprocess
 import sys
@@ -156,4 +157,5 @@ def test_each_ablation_run_changed_only_what_its_folder_says(run):
         assert parts[0] == "no_norm" and norm == "none", run
         changed = {"lr": float(parts[1].removeprefix("lr"))}
     assert r["config"] == {**headline, **changed}
-    assert r["seed"] == seed and r["epochs"] == 20 and r["data"] == utils.load_results(IMAGES)["bn"]["data"]
+    assert r["seed"] == seed and r["data"] == utils.load_results(IMAGES)["bn"]["data"]
+    assert r["epochs"] == 20 or math.isnan(r["history"]["train_loss"][-1])  # fit stops a run whose loss is NaN

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import urllib.error
 
@@ -163,6 +164,14 @@ def test_same_seed_same_numbers(data):
     _, c = run(data, seed=4, epochs=2, norm="gn")
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
+
+
+def test_a_diverged_run_stops_after_its_first_nan_epoch(data, capsys):
+    model = Net("none")
+    hist = utils.fit(model, data, 5, batch_size=32, lr=1e6, gen=utils.set_seed(0))  # far too high: blows up
+    assert len(hist["train_loss"]) < 5 and all(len(v) == len(hist["train_loss"]) for v in hist.values())
+    assert math.isnan(hist["train_loss"][-1]) and all(math.isfinite(x) for x in hist["train_loss"][:-1])
+    assert "stopped: lower the learning rate" in capsys.readouterr().out
 
 
 def test_too_small_a_train_set_is_refused(image_folder):
