@@ -138,6 +138,10 @@ MUTANTS = [
      "        train_loss, train_acc = train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing)\n        lr_now = sched.get_last_lr()[0]"),
     ("utils.py", "the seed does not seed the model",
      "    random.seed(seed)\n    torch.manual_seed(seed)\n", "    random.seed(seed)\n"),
+    ("utils.py", "a diverged run trains on for all its epochs",
+     "        if not math.isfinite(train_loss):", "        if False:"),
+    ("utils.py", "any run stops after its first epoch",
+     "        if not math.isfinite(train_loss):", "        if math.isfinite(train_loss):"),
 ]
 
 
