@@ -422,7 +422,7 @@ def ablation_scale_table(studies=STUDIES):
         raise ValueError(f"{paths[0]} and {paths[1]} scale the pixels by different factors: rerun both")
     labels = {"bn": "BN (running averages)", "gn": "GN", "ln": "LN",
               "bn_batch_stats": f"BN, statistics of test batches of {res[0]['bn_batch_size']}"}
-    rows = header("model", *(f"pixels x {c:g}" for c in [1, *factors]), "mean loss over x 0.8 to x 0.1 (points)")
+    rows = header("model", *(f"pixels x {c:g}" for c in [1, *factors]), f"mean loss over x {factors[0]:g} to x {factors[-1]:g} (points)")
     for r in res:
         for m, per in r["accuracy"].items():
             acc = per["scale"]
@@ -445,7 +445,7 @@ def plot_ablation(images=IMAGES, studies=STUDIES):
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     curve = lambda ax, key, **kw: ax.plot(range(1, runs[key]["epochs"] + 1), runs[key]["history"]["test_acc"], **kw)
     color = {"bn": "C0", "gn": "C1", "ln": "C2"}
-    for key in no_residual:  # NaN epochs of a diverged run are simply not drawn
+    for key in no_residual:
         name = key[0].upper()
         curve(left, headline[key[0]], color=color[key[0]], label=f"{name}, with additions")
         curve(left, key, color=color[key[0]], ls="--", label=f"{name}, without")
@@ -462,6 +462,7 @@ def plot_ablation(images=IMAGES, studies=STUDIES):
     left.set_ylabel("test accuracy % (seed 0)")
     fig.tight_layout()
     return utils._save_fig(fig, Path(studies) / ABLATION, "ablation.png")
+
 
 def shift_table(studies=STUDIES):
     """The corruption study (<studies>/shift/results.json): clean and mean corrupted accuracy per model, its

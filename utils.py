@@ -504,11 +504,17 @@ def model_config(result):
     return {k: config[k] for k in ("groups", "widths", "block", "norm_1x1", "residual") if k in config}
 
 
+def results_beside(path):
+    """The results_<norm>.json written beside a saved model_<norm>.pt."""
+    path = Path(path)
+    return path.with_name(path.stem.replace("model_", "results_", 1) + ".json")
+
+
 def load_model(path, device="cpu"):
     """A saved model_<norm>.pt as the Net that its results_<norm>.json (same folder) describes, in eval mode."""
     from model import Net
     path = Path(path)
-    results = path.with_name(path.stem.replace("model_", "results_", 1) + ".json")
+    results = results_beside(path)
     if not results.exists():
         raise FileNotFoundError(f"{results} not found: {path.name} needs the results file written beside it, "
                                 "whose config says how the network was built")

@@ -7,7 +7,8 @@ and BN a second time with the statistics of each (corrupted) test batch instead 
     python experiments/shift.py --data data/cifar10 --out experiments/shift   # 15 minutes on one slow CPU core
 
 --models evaluates other saved models instead (each model_<norm>.pt needs its results file beside it), e.g. the
-ablation runs under one corruption: --models experiments/ablation/*/model_*.pt --corruptions scale
+runs without normalization under one corruption:
+    --models experiments/ablation/no_norm/lr0.2/model_none.pt --corruptions scale
 """
 import argparse
 import json
@@ -154,13 +155,10 @@ def load_models(paths=None, images=ROOT / "images"):
     if not paths:
         return {n: utils.load_model(Path(images) / f"model_{n}.pt") for n in ("bn", "gn", "ln")}
     name = lambda p: p.resolve().relative_to(ROOT).as_posix() if p.resolve().is_relative_to(ROOT) else p.as_posix()
-    return {name(Path(p)): utils.load_model(p) for p in paths}
-
-
-def results_beside(path):
-    """The results file written beside a saved model_<norm>.pt."""
-    path = Path(path)
-    return json.loads(path.with_name(path.stem.replace("model_", "results_", 1) + ".json").read_text())
+    names = [name(Path(p)) for p in paths]
+    if len(set(names)) < len(names):
+        raise ValueError(f"a model is given twice in {', '.join(names)}: name each once")
+    return {n: utils.load_model(p) for n, p in zip(names, paths)}
 
 
 def main(data_root, out_dir, seed=0, images=ROOT / "images", paths=None, corruptions=tuple(CORRUPT)):
@@ -175,7 +173,8 @@ def main(data_root, out_dir, seed=0, images=ROOT / "images", paths=None, corrupt
            "accuracy": accuracies(models, data, seed, corruptions)}
     if paths:  # what each model is: its norm, seed and recipe
         res["title"] = "Saved models on corrupted test images"
-        res["models"] = {m: {k: results_beside(p)[k] for k in ("norm", "seed", "config")} for m, p in zip(models, paths)}
+        info = [json.loads(utils.results_beside(p).read_text()) for p in paths]
+        res["models"] = {m: {k: r[k] for k in ("norm", "seed", "config")} for m, r in zip(models, info)}
     res["minutes"] = round((time.perf_counter() - t0) / 60, 2)
     text = json.dumps(res, indent=1)
     utils._atomic_write(Path(out_dir) / "results.json", lambda p: Path(p).write_text(text + "\n"))

@@ -115,7 +115,8 @@ def test_other_saved_models_under_chosen_corruptions(data, image_folder, tmp_pat
     assert all(list(per) == ["scale"] and len(per["scale"]) == 6 for per in res["accuracy"].values())
     assert res["severities"] == {"scale": shift.SEVERITIES["scale"]}
     assert json.loads((out / "results.json").read_text())["accuracy"] == res["accuracy"] and (out / "shift.png").exists()
-    for bad in ({"paths": [tmp_path / "missing" / "model_bn.pt"]}, {"paths": paths, "corruptions": ["fog"]}):
-        with pytest.raises((FileNotFoundError, ValueError), match="not found|unknown corruption"):
+    for bad in ({"paths": [tmp_path / "missing" / "model_bn.pt"]}, {"paths": paths, "corruptions": ["fog"]},
+                {"paths": paths[:1] * 2}):
+        with pytest.raises((FileNotFoundError, ValueError), match="not found|unknown corruption|given twice"):
             shift.main(image_folder, tmp_path / "never", **bad)
         assert not (tmp_path / "never").exists()
