@@ -432,8 +432,7 @@ def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000), seed=0):
     """Test accuracy % per batch size when the norm layers use the statistics of the batch (batch_stats_predict)."""
     acc = {}
     for bs in sizes:
-        pred = batch_stats_predict(model, data.x_test, data, bs, seed).argmax(1)
-        acc[str(bs)] = round(100.0 * (pred == data.y_test).sum().item() / len(data.y_test), 2)
+        acc[str(bs)] = round(accuracy(batch_stats_predict(model, data.x_test, data, bs, seed), data.y_test), 2)
     return acc
 
 
