@@ -427,7 +427,9 @@ def ablation_scale_table(studies=STUDIES):
         for m, per in r["accuracy"].items():
             acc = per["scale"]
             info = r.get("models", {}).get(m, {})
-            name = labels.get(m) or f"{NORM_NAMES[info['norm']]}, peak lr {info['config']['lr']:g}, seed {info['seed']}"
+            name = labels.get(m) or (f"{NORM_NAMES[info['norm']]}"
+                                     f"{'' if info['config'].get('residual', True) else ', no residual additions'}"
+                                     f", peak lr {info['config']['lr']:g}, seed {info['seed']}")
             rows.append(row(name, [f"{a:.2f}" for a in acc] + [f"{acc[0] - sum(acc[1:]) / len(acc[1:]):.2f}"]))
     return "\n".join(rows)
 
@@ -439,7 +441,7 @@ def plot_ablation(images=IMAGES, studies=STUDIES):
     runs = {k: seeds[0] for k, seeds in ablation_runs(images, studies).items() if 0 in seeds}
     headline = {n: (n, True, r.get("config", {}).get("lr")) for n, r in load_results(images).items()}
     no_residual = [k for k in runs if not k[1] and k[0] in headline]
-    no_norm = sorted((k for k in runs if k[0] == "none"), key=lambda k: -k[2])
+    no_norm = sorted((k for k in runs if k[0] == "none"), key=lambda k: (not k[1], -k[2]))
     if not no_residual and not no_norm:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -454,7 +456,8 @@ def plot_ablation(images=IMAGES, studies=STUDIES):
             curve(right, key, color=color[n], lw=2 if n == "bn" else 1, ls="-" if n == "bn" else ":",
                   label=f"{n.upper()}, peak lr {key[2]:g}")
     for i, key in enumerate(no_norm):
-        curve(right, key, color=f"C{i + 3}", label=f"no norm, peak lr {key[2]:g}")
+        curve(right, key, color=f"C{i + 3}", ls="-" if key[1] else "--",
+              label=f"no norm{'' if key[1] else ', no additions'}, peak lr {key[2]:g}")
     for ax, title in ((left, "without the residual additions (dashed)"), (right, "without normalization")):
         ax.set(title=title, xlabel="epoch", xticks=range(0, 21, 5))
         ax.grid(alpha=0.3)

@@ -146,16 +146,19 @@ def test_results_files_are_complete(folder):
 @pytest.mark.parametrize("run", ABLATION)
 def test_each_ablation_run_changed_only_what_its_folder_says(run):
     """no_residual/[seed1/]: the notebook of that norm without the additions; no_norm/lr<lr>/[seed1/]: BN's
-    notebook without norm layers at that peak lr. Everything else is the headline notebook's recipe."""
+    notebook without norm layers at that peak lr; no_norm_no_residual/lr<lr>/: without both. Everything else is
+    the headline notebook's recipe."""
     folder, norm = ABLATION[run]
     r, parts = utils.load_results(folder)[norm], folder.relative_to(STUDIES / report.ABLATION).parts
     seed = 1 if parts[-1] == report.SEED1 else 0
     headline = utils.load_results(IMAGES)["bn" if norm == "none" else norm]["config"]
-    if parts[0] == "no_residual":
-        changed = {"residual": False}
+    assert parts[0] in ("no_residual", "no_norm", "no_norm_no_residual"), run
+    changed = {"residual": False} if parts[0].endswith("no_residual") else {}
+    if parts[0].startswith("no_norm"):
+        assert norm == "none", run
+        changed["lr"] = float(parts[1].removeprefix("lr"))
     else:
-        assert parts[0] == "no_norm" and norm == "none", run
-        changed = {"lr": float(parts[1].removeprefix("lr"))}
+        assert norm != "none", run
     assert r["config"] == {**headline, **changed}
     assert r["seed"] == seed and r["data"] == utils.load_results(IMAGES)["bn"]["data"]
     assert r["epochs"] == 20 or math.isnan(r["history"]["train_loss"][-1])  # fit stops a run whose loss is NaN

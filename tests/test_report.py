@@ -192,6 +192,7 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
     stuck = write_result(ablation / "no_norm" / "lr0.4", "none", 10.0, 0, lr=0.4)
     stuck["history"]["test_acc"] = [30.0, 10.0]  # no NaN, but no better than guessing from epoch 2 on
     (ablation / "no_norm" / "lr0.4" / "results_none.json").write_text(json.dumps(stuck))
+    write_result(ablation / "no_norm_no_residual" / "lr0.1", "none", 74.0, 0, lr=0.1, residual=False)
     path = ablation / "no_norm" / "lr0.2" / "results_none.json"
     r = write_result(path.parent, "none", 10.0, 0, lr=0.2)
     r["history"]["train_loss"][1] = float("nan")  # json writes NaN, as the notebook's results file would
@@ -205,12 +206,14 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
         "| Group Norm | yes | 0.3 | 0 | 80.00 | 83.00 | (the headline) | - | 0.00 |",
         "| No Norm | yes | 0.4 | 0 | 10.00: at chance from epoch 2 | - | - | - | 20.00 |",
         "| No Norm | yes | 0.2 | 0 | diverged: loss NaN from epoch 2 | - | - | - | 35.00 |",
-        "| No Norm | yes | 0.1 | 0 | 75.00 | 83.00 | -7.00 | - | 0.00 |"]  # against BN's headline
+        "| No Norm | yes | 0.1 | 0 | 75.00 | 83.00 | -7.00 | - | 0.00 |",  # against BN's headline
+        "| No Norm | **no** | 0.1 | 0 | 74.00 | 83.00 | -8.00 | - | 0.00 |"]
     assert report.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
     files = [line.split("`")[1] for line in report.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
     assert files == ["experiments/seed1/results_bn.json", "experiments/ablation/no_norm/lr0.1/results_none.json",
                      "experiments/ablation/no_norm/lr0.2/results_none.json",
                      "experiments/ablation/no_norm/lr0.4/results_none.json",
+                     "experiments/ablation/no_norm_no_residual/lr0.1/results_none.json",
                      "experiments/ablation/no_residual/results_bn.json",
                      "experiments/ablation/no_residual/seed1/results_bn.json"]
 
@@ -223,6 +226,8 @@ def test_scale_table_puts_the_models_without_normalization_beside_the_headline(t
                 "accuracy": {"gn": {"scale": [80.0, 79.0, 78.0, 70.0, 50.0, 18.0]}}}
     ablation = {"severities": {"scale": factors}, "accuracy": {"x/model_none.pt": {"scale": [81.0, 80, 76, 60, 25, 14]}},
                 "models": {"x/model_none.pt": {"norm": "none", "seed": 1, "config": {"lr": 0.1}}}}
+    ablation["accuracy"]["y/model_none.pt"] = {"scale": [78.0, 70, 60, 50, 40, 30]}
+    ablation["models"]["y/model_none.pt"] = {"norm": "none", "seed": 0, "config": {"lr": 0.2, "residual": False}}
     for folder, res in (("shift", headline), ("ablation/scale", ablation)):
         (studies / folder).mkdir(parents=True)
         (studies / folder / "results.json").write_text(json.dumps(res))
@@ -230,7 +235,8 @@ def test_scale_table_puts_the_models_without_normalization_beside_the_headline(t
         "| model | pixels x 1 | pixels x 0.8 | pixels x 0.6 | pixels x 0.4 | pixels x 0.2 | pixels x 0.1 | "
         "mean loss over x 0.8 to x 0.1 (points) |", "|---|---|---|---|---|---|---|---|",
         "| GN | 80.00 | 79.00 | 78.00 | 70.00 | 50.00 | 18.00 | 21.00 |",
-        "| No Norm, peak lr 0.1, seed 1 | 81.00 | 80.00 | 76.00 | 60.00 | 25.00 | 14.00 | 30.00 |"]
+        "| No Norm, peak lr 0.1, seed 1 | 81.00 | 80.00 | 76.00 | 60.00 | 25.00 | 14.00 | 30.00 |",
+        "| No Norm, no residual additions, peak lr 0.2, seed 0 | 78.00 | 70.00 | 60.00 | 50.00 | 40.00 | 30.00 | 28.00 |"]
     ablation["severities"]["scale"] = [0.5] * 5  # another definition of the corruption: not comparable
     (studies / "ablation/scale/results.json").write_text(json.dumps(ablation))
     with pytest.raises(ValueError, match="different factors"):
