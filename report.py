@@ -435,34 +435,37 @@ def ablation_scale_table(studies=STUDIES):
 
 
 def plot_ablation(images=IMAGES, studies=STUDIES):
-    """Test accuracy per epoch at seed 0: each norm with and without the residual additions (left), the network
-    without normalization at each peak lr against BN (right) -> <studies>/ablation/ablation.png."""
+    """Test accuracy per epoch: each norm with and without the residual additions at seed 0 (left), every run
+    without normalization against the headline norms at seed 0 (right) -> <studies>/ablation/ablation.png."""
     import matplotlib.pyplot as plt
-    runs = {k: seeds[0] for k, seeds in ablation_runs(images, studies).items() if 0 in seeds}
+    groups = ablation_runs(images, studies)
+    runs = {k: seeds[0] for k, seeds in groups.items() if 0 in seeds}
     headline = {n: (n, True, r.get("config", {}).get("lr")) for n, r in load_results(images).items()}
     no_residual = [k for k in runs if not k[1] and k[0] in headline]
-    no_norm = sorted((k for k in runs if k[0] == "none"), key=lambda k: (not k[1], -k[2]))
+    no_norm = sorted(((k, seed) for k, seeds in groups.items() if k[0] == "none" for seed in seeds),
+                     key=lambda ks: (not ks[0][1], -ks[0][2], ks[1]))
     if not no_residual and not no_norm:
         return None
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    curve = lambda ax, key, **kw: ax.plot(range(1, runs[key]["epochs"] + 1), runs[key]["history"]["test_acc"], **kw)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.5), sharey=True)
+    curve = lambda ax, r, **kw: ax.plot(range(1, r["epochs"] + 1), r["history"]["test_acc"], **kw)
     color = {"bn": "C0", "gn": "C1", "ln": "C2"}
     for key in no_residual:
         name = key[0].upper()
-        curve(left, headline[key[0]], color=color[key[0]], label=f"{name}, with additions")
-        curve(left, key, color=color[key[0]], ls="--", label=f"{name}, without")
+        curve(left, runs[headline[key[0]]], color=color[key[0]], label=f"{name}, with additions")
+        curve(left, runs[key], color=color[key[0]], ls="--", label=f"{name}, without")
     for n, key in headline.items() if no_norm else ():
         if key in runs:
-            curve(right, key, color=color[n], lw=2 if n == "bn" else 1, ls="-" if n == "bn" else ":",
+            curve(right, runs[key], color=color[n], lw=2 if n == "bn" else 1, ls="-" if n == "bn" else ":",
                   label=f"{n.upper()}, peak lr {key[2]:g}")
-    for i, key in enumerate(no_norm):
-        curve(right, key, color=f"C{i + 3}", ls="-" if key[1] else "--",
-              label=f"no norm{'' if key[1] else ', no additions'}, peak lr {key[2]:g}")
-    for ax, title in ((left, "without the residual additions (dashed)"), (right, "without normalization")):
+    for i, (key, seed) in enumerate(no_norm):
+        curve(right, groups[key][seed], color=f"C{i + 3}", ls="-" if key[1] else "--",
+              label=f"no norm{'' if key[1] else ', no additions'}, peak lr {key[2]:g}{f', seed {seed}' if seed else ''}")
+    for ax, title in ((left, "without the residual additions (dashed), seed 0"),
+                      (right, "without normalization (dashed: without the additions too)")):
         ax.set(title=title, xlabel="epoch", xticks=range(0, 21, 5))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    left.set_ylabel("test accuracy % (seed 0)")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # below: curves fill the axes
+    left.set_ylabel("test accuracy %")
     fig.tight_layout()
     return utils._save_fig(fig, Path(studies) / ABLATION, "ablation.png")
 
