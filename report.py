@@ -458,8 +458,9 @@ def plot_ablation(images=IMAGES, studies=STUDIES):
             curve(right, runs[key], color=color[n], lw=2 if n == "bn" else 1, ls="-" if n == "bn" else ":",
                   label=f"{n.upper()}, peak lr {key[2]:g}")
     for i, (key, seed) in enumerate(no_norm):
-        curve(right, groups[key][seed], color=f"C{i + 3}", ls="-" if key[1] else "--",
-              label=f"no norm{'' if key[1] else ', no additions'}, peak lr {key[2]:g}{f', seed {seed}' if seed else ''}")
+        label = ("no norm" + ("" if key[1] else ", no additions") + f", peak lr {key[2]:g}"
+                 + (f", seed {seed}" if seed else ""))
+        curve(right, groups[key][seed], color=f"C{i + 3}", ls="-" if key[1] else "--", label=label)
     for ax, title in ((left, "without the residual additions (dashed), seed 0"),
                       (right, "without normalization (dashed: without the additions too)")):
         ax.set(title=title, xlabel="epoch", xticks=range(0, 21, 5))
