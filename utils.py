@@ -1,14 +1,15 @@
 """Data, augmentation, train/test loops, results and figures for the S8 notebooks."""
+import copy
+import dataclasses
 import json
 import math
 import os
 import platform
-import random
+import re
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,24 +33,39 @@ def get_device(device="auto"):
     return torch.device(device)
 
 
+def memory_format(norm, device):
+    """The layout for the model's weights and activations: channels_last (NHWC), which the data pipeline produces
+    and oneDNN's and cuDNN's convolutions prefer, except for GN and LN on a GPU, whose CUDA kernels take NCHW only:
+    they would copy every activation to NCHW and back at each norm layer, forward and backward."""
+    return torch.contiguous_format if device.type == "cuda" and norm in ("gn", "ln") else torch.channels_last
+
+
+def summary(model, size=(3, 32, 32)):
+    """torchsummary's table of layers, shapes and parameters, from a copy of the model in eval mode under a forked
+    generator: its forward pass on random noise leaves the model (BN's running averages) and the seeded draws as
+    they were."""
+    from torchsummary import summary as table
+    probe = copy.deepcopy(model).eval()
+    with torch.random.fork_rng(devices=[]):  # torchsummary draws its input on the CPU
+        table(probe, size, device=next(model.parameters()).device.type)
+
+
 def seeded_order(n, seed, device):
     """A fixed random permutation of range(n): for picks that must not follow the stored order."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
 def set_seed(seed):
-    """Seed every generator a run touches; returns the (CPU) generator for data order and augmentation.
-
-    On a CPU the same seed gives the same numbers, bit for bit. On a GPU cuDNN is also asked for deterministic
-    convolutions; other CUDA kernels may still add in varying order, so GPU reruns can differ in late digits."""
-    random.seed(seed)
+    """Seed the global generator (the model's initial weights) and return a CPU generator for the data order and
+    the augmentation. Every other random pick (subsets, shown mistakes, batch-statistics batches, whitening
+    images) seeds its own generator from the run's seed."""
     torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     return torch.Generator().manual_seed(seed)
 
 
 def hardware(device):
-    """A short human description of where the run happened."""
+    """A short human description of where the run happened: the GPU, or the CPU with the instruction set of
+    torch's kernels (pinned or this CPU's own) and the thread count, which together fix the last bits."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     name = platform.machine()
@@ -58,14 +74,99 @@ def hardware(device):
         models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                   if line.startswith("model name")]
         name = models[0] if models else name
-    threads = torch.get_num_threads()  # the vector instructions pick the kernels, and so the last bits of every sum
-    return (f"CPU: {name} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, "
-            f"{threads} torch thread{'s' if threads > 1 else ''}")
+    threads, isa = torch.get_num_threads(), torch.backends.cpu.get_cpu_capability()
+    pinned = ", pinned" if _KERNELS.get("pinned") else ""
+    return f"CPU: {name} ({isa}{pinned}), {os.cpu_count()} cores, {threads} torch thread{'s' if threads > 1 else ''}"
+
+
+# ----------------------------------------------------------------------------- CPU kernels
+
+PIN_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+PIN_THREADS = 2  # the committed CPU runs': threads split every sum differently
+_KERNELS = {}    # what cpu_kernels() read, once per process: oneDNN and MKL name their kernels only once
+
+
+def _c_stdout(fn):
+    """What fn() writes to the process's stdout from C (oneDNN's and MKL's verbose lines)."""
+    sys.stdout.flush()
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(1)
+        os.dup2(f.fileno(), 1)
+        try:
+            fn()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        f.seek(0)
+        return f.read().decode(errors="replace")
+
+
+def _probe_ops():
+    """One conv (oneDNN) and one matmul (MKL), verbose, on constant tensors: no random number is drawn."""
+    from torch.backends import mkl, mkldnn
+    x = torch.ones(2, 16, 8, 8).contiguous(memory_format=torch.channels_last)
+    with mkldnn.verbose(mkldnn.VERBOSE_ON), mkl.verbose(mkl.VERBOSE_ON):
+        F.conv2d(x, torch.ones(16, 16, 3, 3).contiguous(memory_format=torch.channels_last), padding=1)
+        torch.ones(64, 64) @ torch.ones(64, 64)
+
+
+def cpu_kernels():
+    """{library: instruction set of its kernels, "threads": n, "pinned": bool}: ATen's reported capability, and
+    oneDNN's and MKL's as their verbose output names them (None where a library says nothing). Runs torch's first
+    operations if nothing has, and so fixes every library's choice for the rest of the process."""
+    if not _KERNELS:
+        out = _c_stdout(_probe_ops)
+        onednn = re.search(r"onednn_verbose.*,isa:(.+)", out)
+        mkl = re.search(r"MKL_VERBOSE .*? \(Intel\(R\) (AVX[\w-]*)\)", out)
+        _KERNELS.update(aten=torch.backends.cpu.get_cpu_capability(), onednn=onednn and onednn[1].strip(),
+                        mkl=mkl and mkl[1], pinned=False)
+    return {**_KERNELS, "threads": torch.get_num_threads()}
+
+
+def pin_kernels(threads=PIN_THREADS):
+    """Run torch's CPU kernels with AVX2 instructions on `threads` threads, as the committed runs did, so any x86-64
+    CPU with AVX2 gives their numbers bit for bit. Returns cpu_kernels().
+
+    Each library reads its variable once: ATen at its first operation, oneDNN at its first conv, MKL at its first
+    matrix product. So this must run before torch computes anything; if something ran first, it raises rather than
+    let a run go on half pinned. Not for other CPUs (ARM, e.g. Apple silicon: it says so and leaves them be)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        print(f"pin_kernels: a {platform.machine()} CPU has no AVX2; running its own kernels, so the last digits "
+              "differ from the committed runs")
+        return cpu_kernels()
+    if _KERNELS:
+        raise RuntimeError("pin_kernels: torch's CPU kernels were already chosen in this process: restart the "
+                           "kernel (in Colab: Runtime > Restart session) and run all cells from the top")
+    os.environ.update(PIN_ENV)
+    torch.set_num_threads(threads)
+    found = cpu_kernels()
+    off = {k: v for k, v in found.items() if k in ("aten", "onednn", "mkl") and v not in (None, "AVX2", "Intel AVX2")}
+    if off:
+        raise RuntimeError(f"pin_kernels: {off} ran instead of AVX2: torch computed something before the pin, or "
+                           "this CPU lacks AVX2. Restart the kernel (in Colab: Runtime > Restart session) and run all "
+                           "cells from the top, or set pin_cpu = False to run this CPU's own kernels")
+    _KERNELS["pinned"] = True
+    return cpu_kernels()
+
+
+def choose_kernels(device, pin_cpu=True, deterministic=False):
+    """Fix which kernels the run uses, before torch computes anything; returns them, for the results file.
+
+    CPU: pin_kernels() with pin_cpu, else this CPU's fastest ones. GPU: cuDNN's fastest convolutions, timed at the
+    first step (so reruns differ in late digits), or with deterministic=True only deterministic algorithms: slower,
+    bit for bit on the same GPU and software, and an operation that has none raises instead of running."""
+    if device.type != "cuda":
+        return pin_kernels() if pin_cpu else cpu_kernels()
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for repeatable sums
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = not deterministic
+    return {"gpu": torch.cuda.get_device_name(device), "deterministic": deterministic}
 
 
 # ----------------------------------------------------------------------------- data
 
-@dataclass
+@dataclasses.dataclass
 class Data:
     """CIFAR-10 as uint8 tensors on the training device, plus the train-split statistics."""
     x_train: torch.Tensor   # (N, 3, 32, 32) uint8
@@ -76,7 +177,7 @@ class Data:
     std: torch.Tensor
     classes: tuple
     source: str             # what was loaded, from where
-    tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # pad -> crops(pad), cached
+    tables: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)  # pad -> crops(pad), cached
 
     @classmethod
     def from_tensors(cls, x_train, y_train, x_test, y_test, classes, source, device="cpu"):
@@ -321,9 +422,11 @@ def train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing=
 
 @torch.inference_mode()
 def predict(model, x, data, batch_size=EVAL_BATCH):
-    """Logits for uint8 images x, in no-grad batches."""
+    """Logits for uint8 images x, in no-grad batches, in eval mode; the model's mode is restored after."""
+    was_training = model.training
     model.eval()
     out = [model(data.normalize(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+    model.train(was_training)
     return torch.cat(out).float()
 
 
@@ -345,10 +448,10 @@ def param_groups(model, weight_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
 
 
-def sgd(model, lr, weight_decay=5e-4, momentum=0.9, fused=False):
-    """SGD with Nesterov momentum, foreach (or fused) updates, decay on conv weights. Under one_cycle() the
-    momentum given here is replaced by the schedule's."""
-    return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True,
+def sgd(model, lr, weight_decay=5e-4, fused=False):
+    """SGD with Nesterov momentum 0.9 (one_cycle() replaces it with its own), foreach (or fused) updates, decay
+    on conv weights."""
+    return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=0.9, nesterov=True,
                            foreach=not fused, fused=fused)
 
 
@@ -369,7 +472,7 @@ def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=(0
         raise ValueError(f"the train set has {len(data.y_train)} images, fewer than one batch "
                          f"(batch_size={batch_size}): lower batch_size or use a larger train_subset")
     steps = len(data.y_train) // batch_size
-    opt = sgd(model, lr, weight_decay, momentum[0])
+    opt = sgd(model, lr, weight_decay)
     sched = one_cycle(opt, lr, epochs, steps, pct_start, momentum)
     hist = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")}
     for epoch in range(1, epochs + 1):
@@ -464,17 +567,33 @@ def fingerprint(data):
     return digest.hexdigest()
 
 
-def save_model(out_dir, model):
-    """Write the model's weights to <out_dir>/model_<norm>.pt (a state_dict, loadable with weights_only=True)."""
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # plain tensors, any device
-    return _atomic_write(Path(out_dir) / f"model_{model.norm}.pt", lambda p: torch.save(state, p))
+def net_config(result):
+    """How a results file's model was built: Net's keyword arguments, norm included (missing ones: Net's defaults)."""
+    config = result.get("config", {})
+    keys = ("groups", "widths", "block", "norm_1x1", "residual")
+    return {"norm": result["norm"], **{k: list(config[k]) if k == "widths" else config[k] for k in keys if k in config}}
+
+
+def model_config(result):
+    """Net keyword arguments recorded in a results file, norm aside (none: Net's defaults)."""
+    return {k: v for k, v in net_config(result).items() if k != "norm"}
+
+
+def json_text(obj):
+    """Strict JSON (any reader parses it): a NaN or infinity, as a diverged run's loss, is written null."""
+    clean = lambda v: (None if isinstance(v, float) and not math.isfinite(v) else
+                       {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else
+                       [clean(x) for x in v] if isinstance(v, (list, tuple)) else v)
+    return json.dumps(clean(obj), indent=1, allow_nan=False) + "\n"
 
 
 def save_results(out_dir, model, hist, seed, device, data, extra=None):
-    """Write <out_dir>/model_<norm>.pt (save_model), then <out_dir>/results_<norm>.json: final-epoch accuracies,
-    full history, provenance, and the train statistics the model's inputs are normalized with."""
+    """Write <out_dir>/model_<norm>.pt, then <out_dir>/results_<norm>.json: final-epoch accuracies, full history,
+    provenance, and the train statistics the model's inputs are normalized with.
+
+    The .pt holds the weights, how the Net was built and those statistics; the results file holds the .pt's sha256,
+    so load_model notices a pair that a run interrupted between the two writes left behind."""
     from model import count_params
-    save_model(out_dir, model)
     res = {
         "norm": model.norm,
         "params": count_params(model),
@@ -492,15 +611,17 @@ def save_results(out_dir, model, hist, seed, device, data, extra=None):
         "torch": torch.__version__,
         **(extra or {}),
     }
-    text = json.dumps(res, indent=1)
-    _atomic_write(Path(out_dir) / f"results_{model.norm}.json", lambda p: Path(p).write_text(text + "\n"))
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # plain tensors, any device
+    ckpt = {"net": net_config(res), "mean": res["mean"], "std": res["std"], "state_dict": state}
+    pt = _atomic_write(Path(out_dir) / f"model_{model.norm}.pt", lambda p: torch.save(ckpt, p))
+    res["weights_sha256"] = _sha256(pt.read_bytes())
+    _atomic_write(Path(out_dir) / f"results_{model.norm}.json", lambda p: Path(p).write_text(json_text(res)))
     return res
 
 
-def model_config(result):
-    """Net keyword arguments recorded in a results file (none: Net's defaults)."""
-    config = result.get("config", {})
-    return {k: config[k] for k in ("groups", "widths", "block", "norm_1x1", "residual") if k in config}
+def _sha256(raw):
+    import hashlib
+    return hashlib.sha256(raw).hexdigest()
 
 
 def results_beside(path):
@@ -510,23 +631,35 @@ def results_beside(path):
 
 
 def load_model(path, device="cpu"):
-    """A saved model_<norm>.pt as the Net that its results_<norm>.json (same folder) describes, in eval mode."""
+    """A saved model_<norm>.pt as the Net it was built as, weights loaded, in eval mode. A results_<norm>.json
+    beside it must be its own run's: one from another run is an error, not a silent mismatch."""
     from model import Net
-    path = Path(path)
-    results = results_beside(path)
-    if not results.exists():
-        raise FileNotFoundError(f"{results} not found: {path.name} needs the results file written beside it, "
-                                "whose config says how the network was built")
-    res = json.loads(results.read_text())
-    model = Net(res["norm"], **model_config(res))
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    path, results = Path(path), results_beside(path)
+    raw = path.read_bytes()
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    res = json.loads(results.read_text()) if results.exists() else None
+    if "state_dict" not in ckpt:  # a bare state_dict, as saved before: its results file says how it was built
+        if res is None:
+            raise FileNotFoundError(f"{results} not found: {path.name} holds only weights and needs the results file "
+                                    "written beside it, whose config says how the network was built")
+        ckpt = {"net": net_config(res), "state_dict": ckpt}
+    if res is not None and (net_config(res) != ckpt["net"] or res.get("weights_sha256", _sha256(raw)) != _sha256(raw)):
+        raise ValueError(f"{path.name} and {results.name} in {path.parent} come from different runs (was a run "
+                         f"interrupted while saving?): the weights say {ckpt['net']}, the results file "
+                         f"{net_config(res)}. Rerun the notebook, or keep the two files of one run together")
+    model = Net(**ckpt["net"])
+    model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval()
 
 
 def load_results(out_dir="images"):
-    """{norm: results} for every results_<norm>.json present, in bn, gn, ln order."""
+    """{norm: results} for every results_<norm>.json present, in bn, gn, ln order. A history's null (a NaN when
+    written) reads back as NaN."""
     found = {n: Path(out_dir) / f"results_{n}.json" for n in NORM_NAMES}
-    return {n: json.loads(p.read_text()) for n, p in found.items() if p.exists()}
+    results = {n: json.loads(p.read_text()) for n, p in found.items() if p.exists()}
+    for r in (r for r in results.values() if "history" in r):
+        r["history"] = {k: [math.nan if v is None else v for v in vs] for k, vs in r["history"].items()}
+    return results
 
 
 # ----------------------------------------------------------------------------- figures
