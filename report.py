@@ -1,20 +1,25 @@
-"""Regenerate the tables of README.md and experiments/README.md from the committed results: python report.py
+"""What a trained model gets right and wrong, its figures, and the tables of both READMEs.
 
-Every table sits between <!-- name:start --> and <!-- name:end --> markers and is rebuilt from the results
-files, the benchmark files and model.py; the prose around the markers is left alone.
+The notebooks call the first two parts on each run. `python report.py` regenerates every table of README.md and
+experiments/README.md from the committed results: each sits between <!-- name:start --> and <!-- name:end -->
+markers and is rebuilt from the results files, the benchmark files and model.py; the prose around them stays.
+`python report.py --check` evaluates the committed models against their results files.
 """
+import copy
 import inspect
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from statistics import median
 
+import matplotlib.pyplot as plt
 import torch
 
 import utils
 from model import Net
-from utils import CLASSES, NORM_NAMES, load_results, model_config
+from utils import CLASSES, NORM_NAMES, load_results
 
 ROOT = Path(__file__).resolve().parent
 IMAGES = ROOT / "images"            # the headline runs: results_<norm>.json and figures
@@ -27,6 +32,18 @@ DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for resu
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def model_config(result):
+    """Net keyword arguments recorded in a results file, norm aside (none: Net's defaults)."""
+    return {k: v for k, v in utils.net_config(result).items() if k != "norm"}
+
+
+def as_trained(data, stats):
+    """data, normalizing with the mean and std a model was trained with (`stats`: its results file or checkpoint),
+    whichever copy of the images is loaded now."""
+    stat = lambda k: torch.tensor(stats[k], dtype=torch.float32, device=data.x_test.device).view(1, 3, 1, 1)
+    return replace(data, mean=stat("mean"), std=stat("std"))
+
 
 def epoch_seconds(result):
     """Median seconds per epoch of a run (training plus the test pass): one stalled epoch does not move it."""
@@ -45,6 +62,125 @@ def row(label, cells):
 
 def header(*cols):
     return [row(cols[0], cols[1:]), "|---" * len(cols) + "|"]
+
+
+# ----------------------------------------------------------------------------- what a trained model gets right (the notebooks report it)
+
+def test_flip_tta(model, data, batch_size=utils.EVAL_BATCH):
+    """Accuracy % when each test image's logits are averaged with its mirror's (an extra, not the headline)."""
+    flipped = utils.predict(model, data.x_test.flip(3), data, batch_size)
+    logits = utils.predict(model, data.x_test, data, batch_size) + flipped
+    return utils.accuracy(logits, data.y_test)
+
+
+def confusion_matrix(model, data, batch_size=utils.EVAL_BATCH):
+    """Test-set counts as 10 lists of 10: rows the true class, columns the predicted one (CLASSES order)."""
+    pred = utils.predict(model, data.x_test, data, batch_size).argmax(1)
+    k = len(data.classes)
+    return torch.bincount(data.y_test * k + pred, minlength=k * k).view(k, k).tolist()
+
+
+@torch.no_grad()
+def batch_stats_predict(model, x, data, batch_size, seed=0):
+    """Logits for uint8 images x when the norm layers use the statistics of the batch at hand, in x's order.
+
+    Batches are a seeded shuffle of x (the stored order may be sorted by class), so BN's batch statistics mix
+    classes; GN and LN never look across images. Runs on a copy in train mode: the model and its running
+    averages stay as they are.
+    """
+    probe = copy.deepcopy(model).train()
+    order = utils.seeded_order(len(x), seed, x.device)
+    shuffled = torch.cat([probe(data.normalize(x[order[i:i + batch_size]])).float()
+                          for i in range(0, len(x), batch_size)])
+    return torch.empty_like(shuffled).index_copy_(0, order, shuffled)
+
+
+def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000), seed=0):
+    """Test accuracy % per batch size when the norm layers use the statistics of the batch (batch_stats_predict)."""
+    acc = {}
+    for bs in sizes:
+        logits = batch_stats_predict(model, data.x_test, data, bs, seed)
+        acc[str(bs)] = round(utils.accuracy(logits, data.y_test), 2)
+    return acc
+
+
+# ----------------------------------------------------------------------------- a run's figures (the notebooks draw them)
+
+def save_fig(fig, out_dir, name):
+    """Write fig to <out_dir>/<name> (out_dir None: only return it, for the notebook to show)."""
+    if out_dir is not None:
+        utils._atomic_write(Path(out_dir) / name, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)  # the notebook still shows the returned figure, once
+    return fig
+
+
+def plot_curves(hist, norm, out_dir="images"):
+    """Loss and accuracy per epoch, train vs test -> curves_<norm>.png."""
+    ep = range(1, len(hist["train_loss"]) + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for split, label in (("train", "train (augmented batches)"), ("test", "test")):
+        ax1.plot(ep, hist[f"{split}_loss"], marker=".", label=label)
+        ax2.plot(ep, hist[f"{split}_acc"], marker=".", label=label)
+    ax1.set(title="cross-entropy (train's includes label smoothing)", xlabel="epoch")
+    ax2.set(title=f"accuracy (final test {hist['test_acc'][-1]:.2f}%)", xlabel="epoch", ylabel="%")
+    for ax in (ax1, ax2):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{NORM_NAMES[norm]} ({norm})")
+    return save_fig(fig, out_dir, f"curves_{norm}.png")
+
+
+def plot_comparison(out_dir="images"):
+    """All three models on shared axes -> comparison.png; None until all three results exist."""
+    results = load_results(out_dir)
+    missing = [f"results_{n}.json" for n in ("bn", "gn", "ln") if n not in results]
+    if missing:
+        print(f"comparison.png waits for {', '.join(missing)} in {out_dir}/")
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    keys = (("train_loss", "train loss"), ("test_loss", "test loss"), ("test_acc", "test accuracy %"))
+    for ax, (key, title) in zip(axes, keys):
+        for norm, res in results.items():
+            h = res["history"][key]
+            ax.plot(range(1, len(h) + 1), h, marker=".", label=f"{NORM_NAMES[norm]} ({h[-1]:.2f})")
+        ax.set(title=title, xlabel="epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return save_fig(fig, out_dir, "comparison.png")
+
+
+def misclassified(model, data, n=10, seed=0):
+    """Indices, predictions of n test images the model gets wrong, drawn at random (seeded) from all
+    its mistakes: the stored order may be sorted by class, so the first n would all share one class."""
+    pred = utils.predict(model, data.x_test, data).argmax(1)
+    wrong = (pred != data.y_test).nonzero().flatten()
+    wrong = wrong[utils.seeded_order(len(wrong), seed, wrong.device)[:n]].sort().values
+    return wrong, pred[wrong]
+
+
+def plot_misclassified(model, data, norm, out_dir="images", n=10, seed=0):
+    """A 5x2 grid of misclassified test images, titled predicted vs true -> misclassified_<norm>.png."""
+    idx, pred = misclassified(model, data, n, seed)
+    if len(idx) < n:
+        print(f"only {len(idx)} misclassified test images to show")
+    images = data.x_test[idx].permute(0, 2, 3, 1).cpu()  # uint8 (n, H, W, 3): the un-normalized pixels
+    fig, axes = plt.subplots(2, 5, figsize=(11, 6.2))
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(idx):
+            ax.imshow(images[k].numpy(), interpolation="nearest")
+            true = data.classes[data.y_test[idx[k]]]
+            ax.set_title(f"pred: {data.classes[pred[k]]}\ntrue: {true}", fontsize=10, color="firebrick")
+    fig.suptitle(f"{NORM_NAMES[norm]} ({norm}): {n} misclassified test images")
+    fig.tight_layout()
+    return save_fig(fig, out_dir, f"misclassified_{norm}.png")
+
+
+def per_class_acc(confusion, classes=CLASSES):
+    """{class: test accuracy %} from a confusion matrix (rows the true class)."""
+    return {name: round(100 * counts[k] / sum(counts), 2) for k, (name, counts) in enumerate(zip(classes, confusion))}
 
 
 # ----------------------------------------------------------------------------- the headline (README.md)
@@ -179,18 +315,79 @@ def per_class_table(folder=IMAGES, top=2):
     return "\n".join(rows)
 
 
+def norm_stats(x, norm, groups=2):
+    """The (mean, biased var) a normalization computes for activations x of shape (N, C, H, W).
+
+    bn: per channel over (N, H, W) -> (C,); ln: per sample over (C, H, W) -> (N,);
+    gn: per sample and group of C/groups consecutive channels -> (N, groups).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    x = x.float()
+    if norm == "bn":
+        dims = (0, 2, 3)
+    elif norm == "ln":
+        dims = (1, 2, 3)
+    elif norm == "gn":
+        if c % groups:
+            raise ValueError(f"C={c} channels are not divisible by groups={groups}")
+        x, dims = x.view(n, groups, c // groups, h, w), (2, 3, 4)
+    else:
+        raise ValueError(f"unknown norm {norm!r}: choose one of bn, gn, ln")
+    return x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+
+
+def norm_sets(n, c, norm, groups=2):
+    """(N, C) ids: which statistic each (sample, channel) plane is normalized with."""
+    sample, channel = torch.arange(n)[:, None], torch.arange(c)[None, :]
+    return {"bn": channel.expand(n, c), "ln": sample.expand(n, c),
+            "gn": sample * groups + channel // (c // groups)}[norm]
+
+
+def norm_example():
+    """The worked example: 3 images x 4 channels x 2x2, small integers."""
+    return torch.tensor([[[[1, 2], [3, 4]], [[0, 1], [0, 1]], [[2, 2], [4, 4]], [[5, 3], [1, 3]]],
+                         [[[2, 2], [2, 2]], [[1, 3], [5, 7]], [[0, 0], [0, 4]], [[6, 2], [2, 6]]],
+                         [[[3, 5], [1, 7]], [[4, 4], [4, 4]], [[1, 2], [1, 0]], [[8, 0], [4, 4]]]])
+
+
+def plot_norm_sets(x, out_dir="images", groups=2):
+    """Shade the (N, C, H*W) block: cells of one colour are averaged together -> norm_axes.png."""
+    n, c, h, w = x.shape
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    titles = {"bn": "Batch Norm: per channel", "ln": "Layer Norm: per image",
+              "gn": f"Group Norm: {groups} groups here (the model: 4)"}
+    for ax, norm in zip(axes, ("bn", "ln", "gn")):
+        sets = norm_sets(n, c, norm, groups).repeat_interleave(h * w, dim=1)  # (N, C*H*W)
+        ax.imshow(sets.numpy() % 10, cmap="tab10", vmin=0, vmax=9, alpha=0.55, aspect="auto")
+        for (i, j), v in zip(torch.cartesian_prod(torch.arange(n), torch.arange(c * h * w)).tolist(),
+                             x.reshape(n, -1).flatten().tolist()):
+            ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=9)
+        for k in range(1, c):
+            ax.axvline(k * h * w - 0.5, color="black", lw=1.5)  # channel borders
+        for k in range(1, n):
+            ax.axhline(k - 0.5, color="black", lw=1.5)
+        ax.set_xticks([k * h * w + (h * w - 1) / 2 for k in range(c)], [f"channel {k}" for k in range(c)])
+        ax.set_yticks(range(n), [f"image {i}" for i in range(n)])
+        ax.set_title(titles[norm])
+    fig.suptitle("Same colour = one mean and variance (columns: the H x W pixels of each channel)")
+    fig.tight_layout()
+    return save_fig(fig, out_dir, "norm_axes.png")
+
+
 def norm_tables(x, groups=2):
     """Markdown tables of the means and variances BN, LN and GN(groups) compute for x (utils.norm_stats)."""
     n, c = x.shape[:2]
     fmt = lambda t: [f"{v:.3f}" for v in t.tolist()]
     out = []
-    mean, var = utils.norm_stats(x, "bn")
+    mean, var = norm_stats(x, "bn")
     out += ["**BN**: one statistic per channel, over all images and pixels (N, H, W)", "",
             *header("", *(f"channel {k}" for k in range(c))), row("mean", fmt(mean)), row("var", fmt(var)), ""]
-    mean, var = utils.norm_stats(x, "ln")
+    mean, var = norm_stats(x, "ln")
     out += ["**LN**: one statistic per image, over all its channels and pixels (C, H, W)", "",
             *header("", *(f"image {i}" for i in range(n))), row("mean", fmt(mean)), row("var", fmt(var)), ""]
-    mean, var = utils.norm_stats(x, "gn", groups)
+    mean, var = norm_stats(x, "gn", groups)
     size = c // groups
     heads = [f"group {g} (ch {g * size}-{g * size + size - 1})" for g in range(groups)]
     out += [f"**GN** ({groups} groups): one statistic per image and group of {size} channels", "",
@@ -437,7 +634,6 @@ def ablation_scale_table(studies=STUDIES):
 def plot_ablation(images=IMAGES, studies=STUDIES):
     """Test accuracy per epoch: each norm with and without the residual additions at seed 0 (left), every run
     without normalization against the headline norms at seed 0 (right) -> <studies>/ablation/ablation.png."""
-    import matplotlib.pyplot as plt
     groups = ablation_runs(images, studies)
     runs = {k: seeds[0] for k, seeds in groups.items() if 0 in seeds}
     headline = {n: (n, True, r.get("config", {}).get("lr")) for n, r in load_results(images).items()}
@@ -468,7 +664,7 @@ def plot_ablation(images=IMAGES, studies=STUDIES):
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # below: curves fill the axes
     left.set_ylabel("test accuracy %")
     fig.tight_layout()
-    return utils._save_fig(fig, Path(studies) / ABLATION, "ablation.png")
+    return save_fig(fig, Path(studies) / ABLATION, "ablation.png")
 
 
 def shift_table(studies=STUDIES):
@@ -511,7 +707,7 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
             "ablation": ablation_table(images, studies),
             "ablation-scale": ablation_scale_table(studies), "shift": shift_table(studies),
-            "norm-tables": norm_tables(utils.norm_example()),
+            "norm-tables": norm_tables(norm_example()),
             "hardware": provenance([studies / SEED1, sep, sep / SEED1, *ablation_folders(studies)], root)}
 
 
@@ -541,8 +737,6 @@ def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
     (the exit status) when one does not, or when a model is missing or is not the size its results say.
     On another copy the difference is what the data moves, not an error. Inputs are normalized with the
     statistics the model was trained with (the results file's mean and std)."""
-    from dataclasses import replace
-
     from model import count_params
     results = load_results(folder)
     if not results:
@@ -560,9 +754,7 @@ def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
             status = 1
             continue
         model = utils.load_model(path, device)
-        as_trained = replace(data, mean=torch.tensor(res["mean"], device=device).view(1, 3, 1, 1),
-                             std=torch.tensor(res["std"], device=device).view(1, 3, 1, 1))
-        acc = round(utils.test(model, as_trained)[1], 2)
+        acc = round(utils.test(model, as_trained(data, res))[1], 2)
         diff = acc - round(res["test_acc"], 2)
         if count_params(model) != res["params"]:
             verdict, status = f"ERROR: {count_params(model):,} parameters, the results file says {res['params']:,}", 1
@@ -578,7 +770,7 @@ def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
 
 
 def main(images=IMAGES, studies=STUDIES, root=ROOT):
-    utils.plot_norm_sets(utils.norm_example(), images)
+    plot_norm_sets(norm_example(), images)
     plot_ablation(images, studies)
     pages = {path: render(path, tables) for path, tables in  # both rendered before either is written
              ((Path(root) / "README.md", readme_tables(images, studies, root)),

@@ -86,14 +86,18 @@ PIN_THREADS = 2  # the committed CPU runs': threads split every sum differently
 _KERNELS = {}    # what cpu_kernels() read, once per process: oneDNN and MKL name their kernels only once
 
 
-def _c_stdout(fn):
-    """What fn() writes to the process's stdout from C (oneDNN's and MKL's verbose lines)."""
+def _verbose_lines():
+    """What oneDNN and MKL write, from C to the process's stdout, about one conv and one matmul (constant tensors,
+    so no random number is drawn)."""
     sys.stdout.flush()
+    x = torch.ones(2, 16, 8, 8).contiguous(memory_format=torch.channels_last)
     with tempfile.TemporaryFile() as f:
         saved = os.dup(1)
-        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 1)  # C code writes to file descriptor 1, not to sys.stdout
         try:
-            fn()
+            with torch.backends.mkldnn.verbose(1), torch.backends.mkl.verbose(1):
+                F.conv2d(x, torch.ones(16, 16, 3, 3).contiguous(memory_format=torch.channels_last), padding=1)
+                torch.ones(64, 64) @ torch.ones(64, 64)
         finally:
             os.dup2(saved, 1)
             os.close(saved)
@@ -101,21 +105,12 @@ def _c_stdout(fn):
         return f.read().decode(errors="replace")
 
 
-def _probe_ops():
-    """One conv (oneDNN) and one matmul (MKL), verbose, on constant tensors: no random number is drawn."""
-    from torch.backends import mkl, mkldnn
-    x = torch.ones(2, 16, 8, 8).contiguous(memory_format=torch.channels_last)
-    with mkldnn.verbose(mkldnn.VERBOSE_ON), mkl.verbose(mkl.VERBOSE_ON):
-        F.conv2d(x, torch.ones(16, 16, 3, 3).contiguous(memory_format=torch.channels_last), padding=1)
-        torch.ones(64, 64) @ torch.ones(64, 64)
-
-
 def cpu_kernels():
     """{library: instruction set of its kernels, "threads": n, "pinned": bool}: ATen's reported capability, and
     oneDNN's and MKL's as their verbose output names them (None where a library says nothing). Runs torch's first
     operations if nothing has, and so fixes every library's choice for the rest of the process."""
     if not _KERNELS:
-        out = _c_stdout(_probe_ops)
+        out = _verbose_lines()
         onednn = re.search(r"onednn_verbose.*,isa:(.+)", out)
         mkl = re.search(r"MKL_VERBOSE .*? \(Intel\(R\) (AVX[\w-]*)\)", out)
         _KERNELS.update(aten=torch.backends.cpu.get_cpu_capability(), onednn=onednn and onednn[1].strip(),
@@ -134,9 +129,6 @@ def pin_kernels(threads=PIN_THREADS):
         print(f"pin_kernels: a {platform.machine()} CPU has no AVX2; running its own kernels, so the last digits "
               "differ from the committed runs")
         return cpu_kernels()
-    if _KERNELS:
-        raise RuntimeError("pin_kernels: torch's CPU kernels were already chosen in this process: restart the "
-                           "kernel (in Colab: Runtime > Restart session) and run all cells from the top")
     os.environ.update(PIN_ENV)
     torch.set_num_threads(threads)
     found = cpu_kernels()
@@ -205,8 +197,6 @@ class Data:
             self.tables[pad] = self._standardize_(crop_table(self.x_train, pad, torch.float32))
         return self.tables[pad]
 
-    def denormalize(self, x):
-        return (x * self.std + self.mean).clamp(0, 1)
 
 
 def _read_split(folder):
@@ -497,48 +487,6 @@ def whiten_init(model, data, n=5000, seed=0):
     whiten_(model.C1[0], data.normalize(data.x_train[idx]))
 
 
-def test_flip_tta(model, data, batch_size=EVAL_BATCH):
-    """Accuracy % when each test image's logits are averaged with its mirror's (an extra, not the headline)."""
-    logits = predict(model, data.x_test, data, batch_size) + predict(model, data.x_test.flip(3), data, batch_size)
-    return accuracy(logits, data.y_test)
-
-
-def per_class_acc(confusion, classes=CLASSES):
-    """{class: test accuracy %} from a confusion matrix (rows the true class)."""
-    return {name: round(100 * row[k] / sum(row), 2) for k, (name, row) in enumerate(zip(classes, confusion))}
-
-
-def confusion_matrix(model, data, batch_size=EVAL_BATCH):
-    """Test-set counts as 10 lists of 10: rows the true class, columns the predicted one (CLASSES order)."""
-    pred = predict(model, data.x_test, data, batch_size).argmax(1)
-    k = len(data.classes)
-    return torch.bincount(data.y_test * k + pred, minlength=k * k).view(k, k).tolist()
-
-
-@torch.no_grad()
-def batch_stats_predict(model, x, data, batch_size, seed=0):
-    """Logits for uint8 images x when the norm layers use the statistics of the batch at hand, in x's order.
-
-    Batches are a seeded shuffle of x (the stored order may be sorted by class), so BN's batch statistics mix
-    classes; GN and LN never look across images. Runs on a copy in train mode: the model and its running
-    averages stay as they are.
-    """
-    import copy
-    probe = copy.deepcopy(model).train()
-    order = seeded_order(len(x), seed, x.device)
-    shuffled = torch.cat([probe(data.normalize(x[order[i:i + batch_size]])).float()
-                          for i in range(0, len(x), batch_size)])
-    return torch.empty_like(shuffled).index_copy_(0, order, shuffled)
-
-
-def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000), seed=0):
-    """Test accuracy % per batch size when the norm layers use the statistics of the batch (batch_stats_predict)."""
-    acc = {}
-    for bs in sizes:
-        acc[str(bs)] = round(accuracy(batch_stats_predict(model, data.x_test, data, bs, seed), data.y_test), 2)
-    return acc
-
-
 # ----------------------------------------------------------------------------- results
 
 def _atomic_write(path, write):
@@ -561,10 +509,7 @@ def _atomic_write(path, write):
 
 def fingerprint(data):
     """sha256 of the test images and labels: the same copy of CIFAR-10's test split gives the same hex digest."""
-    import hashlib
-    digest = hashlib.sha256(data.x_test.cpu().contiguous().numpy().tobytes())
-    digest.update(data.y_test.cpu().numpy().astype("int64").tobytes())
-    return digest.hexdigest()
+    return _sha256(data.x_test.cpu().contiguous().numpy().tobytes() + data.y_test.cpu().numpy().astype("int64").tobytes())
 
 
 def net_config(result):
@@ -572,11 +517,6 @@ def net_config(result):
     config = result.get("config", {})
     keys = ("groups", "widths", "block", "norm_1x1", "residual")
     return {"norm": result["norm"], **{k: list(config[k]) if k == "widths" else config[k] for k in keys if k in config}}
-
-
-def model_config(result):
-    """Net keyword arguments recorded in a results file, norm aside (none: Net's defaults)."""
-    return {k: v for k, v in net_config(result).items() if k != "norm"}
 
 
 def json_text(obj):
@@ -660,144 +600,3 @@ def load_results(out_dir="images"):
     for r in (r for r in results.values() if "history" in r):
         r["history"] = {k: [math.nan if v is None else v for v in vs] for k, vs in r["history"].items()}
     return results
-
-
-# ----------------------------------------------------------------------------- figures
-
-def _save_fig(fig, out_dir, name):
-    """Write fig to <out_dir>/<name> (out_dir None: only return it, for the notebook to show)."""
-    import matplotlib.pyplot as plt
-    if out_dir is not None:
-        _atomic_write(Path(out_dir) / name, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)  # the notebook still shows the returned figure, once
-    return fig
-
-
-def plot_curves(hist, norm, out_dir="images"):
-    """Loss and accuracy per epoch, train vs test -> curves_<norm>.png."""
-    import matplotlib.pyplot as plt
-    ep = range(1, len(hist["train_loss"]) + 1)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for split, label in (("train", "train (augmented batches)"), ("test", "test")):
-        ax1.plot(ep, hist[f"{split}_loss"], marker=".", label=label)
-        ax2.plot(ep, hist[f"{split}_acc"], marker=".", label=label)
-    ax1.set(title="cross-entropy (train's includes label smoothing)", xlabel="epoch")
-    ax2.set(title=f"accuracy (final test {hist['test_acc'][-1]:.2f}%)", xlabel="epoch", ylabel="%")
-    for ax in (ax1, ax2):
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"{NORM_NAMES[norm]} ({norm})")
-    return _save_fig(fig, out_dir, f"curves_{norm}.png")
-
-
-def plot_comparison(out_dir="images"):
-    """All three models on shared axes -> comparison.png; None until all three results exist."""
-    import matplotlib.pyplot as plt
-    results = load_results(out_dir)
-    missing = [f"results_{n}.json" for n in ("bn", "gn", "ln") if n not in results]
-    if missing:
-        print(f"comparison.png waits for {', '.join(missing)} in {out_dir}/")
-        return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    keys = (("train_loss", "train loss"), ("test_loss", "test loss"), ("test_acc", "test accuracy %"))
-    for ax, (key, title) in zip(axes, keys):
-        for norm, res in results.items():
-            h = res["history"][key]
-            ax.plot(range(1, len(h) + 1), h, marker=".", label=f"{NORM_NAMES[norm]} ({h[-1]:.2f})")
-        ax.set(title=title, xlabel="epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    return _save_fig(fig, out_dir, "comparison.png")
-
-
-def misclassified(model, data, n=10, seed=0):
-    """Indices, predictions of n test images the model gets wrong, drawn at random (seeded) from all
-    its mistakes: the stored order may be sorted by class, so the first n would all share one class."""
-    pred = predict(model, data.x_test, data).argmax(1)
-    wrong = (pred != data.y_test).nonzero().flatten()
-    wrong = wrong[seeded_order(len(wrong), seed, wrong.device)[:n]].sort().values
-    return wrong, pred[wrong]
-
-
-def plot_misclassified(model, data, norm, out_dir="images", n=10, seed=0):
-    """A 5x2 grid of misclassified test images, titled predicted vs true -> misclassified_<norm>.png."""
-    import matplotlib.pyplot as plt
-    idx, pred = misclassified(model, data, n, seed)
-    if len(idx) < n:
-        print(f"only {len(idx)} misclassified test images to show")
-    images = data.x_test[idx].permute(0, 2, 3, 1).cpu()  # uint8 (n, H, W, 3): the un-normalized pixels
-    fig, axes = plt.subplots(2, 5, figsize=(11, 6.2))
-    for k, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if k < len(idx):
-            ax.imshow(images[k].numpy(), interpolation="nearest")
-            true = data.classes[data.y_test[idx[k]]]
-            ax.set_title(f"pred: {data.classes[pred[k]]}\ntrue: {true}", fontsize=10, color="firebrick")
-    fig.suptitle(f"{NORM_NAMES[norm]} ({norm}): {n} misclassified test images")
-    fig.tight_layout()
-    return _save_fig(fig, out_dir, f"misclassified_{norm}.png")
-
-
-# ----------------------------------------------------------------------------- what each norm averages over
-
-def norm_stats(x, norm, groups=2):
-    """The (mean, biased var) a normalization computes for activations x of shape (N, C, H, W).
-
-    bn: per channel over (N, H, W) -> (C,); ln: per sample over (C, H, W) -> (N,);
-    gn: per sample and group of C/groups consecutive channels -> (N, groups).
-    """
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
-    n, c, h, w = x.shape
-    x = x.float()
-    if norm == "bn":
-        dims = (0, 2, 3)
-    elif norm == "ln":
-        dims = (1, 2, 3)
-    elif norm == "gn":
-        if c % groups:
-            raise ValueError(f"C={c} channels are not divisible by groups={groups}")
-        x, dims = x.view(n, groups, c // groups, h, w), (2, 3, 4)
-    else:
-        raise ValueError(f"unknown norm {norm!r}: choose one of bn, gn, ln")
-    return x.mean(dim=dims), x.var(dim=dims, unbiased=False)
-
-
-def norm_sets(n, c, norm, groups=2):
-    """(N, C) ids: which statistic each (sample, channel) plane is normalized with."""
-    sample, channel = torch.arange(n)[:, None], torch.arange(c)[None, :]
-    return {"bn": channel.expand(n, c), "ln": sample.expand(n, c),
-            "gn": sample * groups + channel // (c // groups)}[norm]
-
-
-def norm_example():
-    """The worked example: 3 images x 4 channels x 2x2, small integers."""
-    return torch.tensor([[[[1, 2], [3, 4]], [[0, 1], [0, 1]], [[2, 2], [4, 4]], [[5, 3], [1, 3]]],
-                         [[[2, 2], [2, 2]], [[1, 3], [5, 7]], [[0, 0], [0, 4]], [[6, 2], [2, 6]]],
-                         [[[3, 5], [1, 7]], [[4, 4], [4, 4]], [[1, 2], [1, 0]], [[8, 0], [4, 4]]]])
-
-
-def plot_norm_sets(x, out_dir="images", groups=2):
-    """Shade the (N, C, H*W) block: cells of one colour are averaged together -> norm_axes.png."""
-    import matplotlib.pyplot as plt
-    n, c, h, w = x.shape
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
-    titles = {"bn": "Batch Norm: per channel", "ln": "Layer Norm: per image", "gn": f"Group Norm ({groups} groups)"}
-    for ax, norm in zip(axes, ("bn", "ln", "gn")):
-        sets = norm_sets(n, c, norm, groups).repeat_interleave(h * w, dim=1)  # (N, C*H*W)
-        ax.imshow(sets.numpy() % 10, cmap="tab10", vmin=0, vmax=9, alpha=0.55, aspect="auto")
-        for (i, j), v in zip(torch.cartesian_prod(torch.arange(n), torch.arange(c * h * w)).tolist(),
-                             x.reshape(n, -1).flatten().tolist()):
-            ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=9)
-        for k in range(1, c):
-            ax.axvline(k * h * w - 0.5, color="black", lw=1.5)  # channel borders
-        for k in range(1, n):
-            ax.axhline(k - 0.5, color="black", lw=1.5)
-        ax.set_xticks([k * h * w + (h * w - 1) / 2 for k in range(c)], [f"channel {k}" for k in range(c)])
-        ax.set_yticks(range(n), [f"image {i}" for i in range(n)])
-        ax.set_title(titles[norm])
-    fig.suptitle("Same colour = one mean and variance (columns: the H x W pixels of each channel)")
-    fig.tight_layout()
-    return _save_fig(fig, out_dir, "norm_axes.png")

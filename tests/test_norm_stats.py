@@ -24,62 +24,62 @@ def x():
 
 def test_shapes(x):
     for norm, shape in (("bn", (6,)), ("ln", (5,)), ("gn", (5, 3))):
-        mean, var = utils.norm_stats(x, norm, groups=3)
+        mean, var = report.norm_stats(x, norm, groups=3)
         assert mean.shape == shape and var.shape == shape
 
 
 def test_matches_batch_norm_in_training_mode(x):
-    mean, var = utils.norm_stats(x, "bn")
+    mean, var = report.norm_stats(x, "bn")
     ref = F.batch_norm(x, None, None, training=True, eps=1e-5)
     assert torch.allclose(normalize(x, mean, var, "bn"), ref, atol=1e-5)
 
 
 def test_matches_layer_norm_over_chw(x):
-    mean, var = utils.norm_stats(x, "ln")
+    mean, var = report.norm_stats(x, "ln")
     ref = F.layer_norm(x, x.shape[1:], eps=1e-5)
     assert torch.allclose(normalize(x, mean, var, "ln"), ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("groups", [1, 2, 3, 6])
 def test_matches_group_norm(x, groups):
-    mean, var = utils.norm_stats(x, "gn", groups)
+    mean, var = report.norm_stats(x, "gn", groups)
     ref = F.group_norm(x, groups, eps=1e-5)
     assert torch.allclose(normalize(x, mean, var, "gn", groups), ref, atol=1e-5)
 
 
 def test_variance_is_the_biased_one():
     x = torch.tensor([1.0, 3.0]).view(1, 1, 1, 2)
-    assert utils.norm_stats(x, "ln")[1].item() == 1.0  # unbiased would give 2.0
+    assert report.norm_stats(x, "ln")[1].item() == 1.0  # unbiased would give 2.0
 
 
 def test_worked_example_by_hand():
-    x = utils.norm_example()
-    mean, var = utils.norm_stats(x, "bn")
+    x = report.norm_example()
+    mean, var = report.norm_stats(x, "bn")
     ch0 = x[:, 0].float().flatten()  # 1 2 3 4 | 2 2 2 2 | 3 5 1 7
     assert mean[0].item() == pytest.approx(34 / 12)
     assert var[0].item() == pytest.approx(((ch0 - 34 / 12) ** 2).mean().item())
-    assert utils.norm_stats(x, "ln")[0].tolist() == pytest.approx([2.25, 2.75, 3.25])
-    assert utils.norm_stats(x, "gn", 2)[0][0].tolist() == pytest.approx([1.5, 3.0])
+    assert report.norm_stats(x, "ln")[0].tolist() == pytest.approx([2.25, 2.75, 3.25])
+    assert report.norm_stats(x, "gn", 2)[0][0].tolist() == pytest.approx([1.5, 3.0])
 
 
 def test_errors():
     with pytest.raises(ValueError, match="unknown norm"):
-        utils.norm_stats(torch.zeros(2, 4, 2, 2), "in")
+        report.norm_stats(torch.zeros(2, 4, 2, 2), "in")
     with pytest.raises(ValueError, match="4-D"):
-        utils.norm_stats(torch.zeros(4, 2, 2), "bn")
+        report.norm_stats(torch.zeros(4, 2, 2), "bn")
     with pytest.raises(ValueError, match="not divisible"):
-        utils.norm_stats(torch.zeros(2, 4, 2, 2), "gn", groups=3)
+        report.norm_stats(torch.zeros(2, 4, 2, 2), "gn", groups=3)
 
 
 def test_norm_sets_match_the_statistics():
-    sets = utils.norm_sets(3, 4, "gn", 2)
+    sets = report.norm_sets(3, 4, "gn", 2)
     assert sets.tolist() == [[0, 0, 1, 1], [2, 2, 3, 3], [4, 4, 5, 5]]
-    assert utils.norm_sets(3, 4, "bn").unique().numel() == 4
-    assert utils.norm_sets(3, 4, "ln").unique().numel() == 3
+    assert report.norm_sets(3, 4, "bn").unique().numel() == 4
+    assert report.norm_sets(3, 4, "ln").unique().numel() == 3
 
 
 def test_tables_and_figure(tmp_path):
-    text = report.norm_tables(utils.norm_example())
+    text = report.norm_tables(report.norm_example())
     assert "| mean | 2.833 | 2.833 | 1.667 | 3.667 |" in text and "| image 0 | 1.500 | 1.750 |" in text
-    utils.plot_norm_sets(utils.norm_example(), tmp_path)
+    report.plot_norm_sets(report.norm_example(), tmp_path)
     assert (tmp_path / "norm_axes.png").stat().st_size > 10_000
