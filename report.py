@@ -26,6 +26,7 @@ IMAGES = ROOT / "images"            # the headline runs: results_<norm>.json and
 STUDIES = ROOT / "experiments"      # everything beyond the assignment
 HEADLINE = ("bn", "gn", "ln")       # the assignment's three models
 SEED1 = "seed1"                     # the same notebooks under seed 1, inside a folder of runs
+SEEDS = (SEED1, "seed2")            # the headline notebooks under seeds 1 and 2, inside STUDIES
 SEPARABLE = "separable"             # the notebooks with depthwise-separable C blocks, inside STUDIES
 ABLATION = "ablation"               # the notebooks without residual additions or without normalization, inside STUDIES
 DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
@@ -35,7 +36,7 @@ DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for resu
 
 def model_config(result):
     """Net keyword arguments recorded in a results file, norm aside (none: Net's defaults)."""
-    return {k: v for k, v in utils.net_config(result).items() if k != "norm"}
+    return {k: v for k, v in utils.net_config({"norm": None, **result}).items() if k != "norm"}
 
 
 def as_trained(data, stats):
@@ -43,6 +44,17 @@ def as_trained(data, stats):
     whichever copy of the images is loaded now."""
     stat = lambda k: torch.tensor(stats[k], dtype=torch.float32, device=data.x_test.device).view(1, 3, 1, 1)
     return replace(data, mean=stat("mean"), std=stat("std"))
+
+
+def seed_runs(norm, folder=IMAGES, studies=STUDIES):
+    """The headline notebook of `norm` under every seed committed: seed 0 in folder, the others in SEEDS."""
+    runs = [load_results(d).get(norm) for d in (folder, *(Path(studies) / s for s in SEEDS))]
+    return [r for r in runs if r]
+
+
+def spread(values):
+    """'mean (min-max)' of a list of accuracies."""
+    return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def epoch_seconds(result):
@@ -265,20 +277,22 @@ def findings_table(folder=IMAGES, studies=STUDIES):
     res = load_results(folder)
     if not res:
         return "_No results yet: run the three notebooks._"
-    other = load_results(Path(studies) / SEED1)
+    seeds = {n: seed_runs(n, folder, studies) for n in res}
     rows = header("", *(f"{NORM_NAMES[n]} ({n.upper()})" for n in res))
     add = lambda label, fmt: rows.append(row(label, [fmt(n, r) for n, r in res.items()]))
     add("test acc %, seed 0 (headline)", lambda n, r: f"{r['test_acc']:.2f}")
-    if other:
-        add("test acc %, seed 1", lambda n, r: f"{other[n]['test_acc']:.2f}" if n in other else "-")
+    if any(len(runs) > 1 for runs in seeds.values()):
+        labels = sorted({r["seed"] for runs in seeds.values() for r in runs})
+        add(f"test acc %, mean (range) over seeds {', '.join(map(str, labels))}",
+            lambda n, r: spread([x["test_acc"] for x in seeds[n]]) if len(seeds[n]) > 1 else "-")
     best = {}  # norm -> the validation runs of exactly the notebook's recipe, one per seed
     for runs in recipe_runs(Path(studies) / "tuning").values():
         n = runs[0]["cfg"]["norm"]
         best.setdefault(n, []).extend(r for r in runs if n in res and is_recipe(r["cfg"], res[n].get("config", {})))
     best = {n: runs for n, runs in best.items() if runs}
     if best:
-        add("validation acc % in the recipe search, mean over n seeds", lambda n, r: "-" if n not in best else
-            f"{sum(x['val_acc'] for x in best[n]) / len(best[n]):.2f} (n={len(best[n])})")
+        add("validation acc %, recipe search: mean (range) over n seeds", lambda n, r: "-" if n not in best else
+            f"{spread([x['val_acc'] for x in best[n]])}, n={len(best[n])}")
     add("train acc % - test acc % (seed 0)", lambda n, r: f"{r['train_acc'] - r['test_acc']:+.2f}")
     add("test acc % after epoch 1 / 5 / 10 / 15", lambda n, r: " / ".join(
         f"{r['history']['test_acc'][e - 1]:.2f}" for e in (1, 5, 10, 15) if e <= r["epochs"]))
@@ -397,37 +411,50 @@ def norm_tables(x, groups=2):
     return "\n".join(out)
 
 
+def kernels(result):
+    """The CPU kernels a results file records: ATen / oneDNN / MKL instruction sets and threads, pinned or not."""
+    k = result.get("kernels")
+    if not k:
+        return "not recorded"
+    if "gpu" in k:
+        return "deterministic" if k["deterministic"] else "cuDNN autotuned"
+    isa = " / ".join(str(k[lib]) for lib in ("aten", "onednn", "mkl"))
+    return f"{isa}, {k['threads']} threads, {'pinned' if k['pinned'] else 'not pinned'}"
+
+
 def provenance(folders, root=ROOT):
     """Which data, hardware, torch and seed produced each results file in folders."""
-    rows = header("model", "results file", "data", "hardware", "torch", "seed")
+    rows = header("model", "results file", "data", "hardware", "kernels", "torch", "seed")
     for d in folders:
         where = Path(os.path.relpath(d, root)).as_posix()
-        rows += [row(NORM_NAMES[n], [f"`{where}/results_{n}.json`", r["data"], r["device"], r["torch"], str(r["seed"])])
-                 for n, r in load_results(d).items()]
+        rows += [row(NORM_NAMES[n], [f"`{where}/results_{n}.json`", r["data"], r["device"], kernels(r), r["torch"],
+                                     str(r["seed"])]) for n, r in load_results(d).items()]
     return "\n".join(rows)
 
 
 # ----------------------------------------------------------------------------- the studies (experiments/README.md)
 
 def seeds_table(folder=IMAGES, studies=STUDIES):
-    """Each model's final accuracies under seed 0 (the headline) and seed 1 (<studies>/seed1)."""
-    main, other = load_results(folder), load_results(Path(studies) / SEED1)
-    if not other:
-        return "_No second-seed results yet._"
-    rows = header("model", "seed", "train acc %", "test acc %", "seed", "train acc %", "test acc %",
-                  "test difference (points)")
-    for n in (n for n in NORM_NAMES if n in main and n in other):
-        a, b = main[n], other[n]
-        rows.append(row(NORM_NAMES[n], [str(a["seed"]), f"{a['train_acc']:.2f}", f"{a['test_acc']:.2f}", str(b["seed"]),
-                                        f"{b['train_acc']:.2f}", f"{b['test_acc']:.2f}",
-                                        f"{b['test_acc'] - a['test_acc']:+.2f}"]))
+    """Each headline notebook under every committed seed: final test accuracy per seed, mean and range, and the
+    train-test gap."""
+    runs = {n: seed_runs(n, folder, studies) for n in HEADLINE}
+    runs = {n: rs for n, rs in runs.items() if len(rs) > 1}
+    if not runs:
+        return "_No results for other seeds yet._"
+    labels = [r["seed"] for r in next(iter(runs.values()))]
+    rows = header("model", *(f"test acc %, seed {s}" for s in labels), "mean (range)", "train acc %, mean",
+                  "train - test, mean")
+    for n, rs in runs.items():
+        test, train = [r["test_acc"] for r in rs], [r["train_acc"] for r in rs]
+        rows.append(row(NORM_NAMES[n], [*(f"{t:.2f}" for t in test), spread(test), f"{sum(train) / len(train):.2f}",
+                                        f"{(sum(train) - sum(test)) / len(test):+.2f}"]))
     return "\n".join(rows)
 
 
 def blocks_table(folder=IMAGES, studies=STUDIES):
     """Full 3x3 C blocks (the headline) against depthwise-separable ones: every run's final test accuracy."""
     sep = Path(studies) / SEPARABLE
-    sets = {"full 3x3": [folder, Path(studies) / SEED1], "depthwise-separable": [sep, sep / SEED1]}
+    sets = {"full 3x3": [folder, *(Path(studies) / d for d in SEEDS)], "depthwise-separable": [sep, sep / SEED1]}
     rows = header("model", "C blocks", "widths", "params", "test acc % (seed)", "mean", "s per epoch, median (first run)")
     for n in NORM_NAMES:
         for label, folders in sets.items():
@@ -617,6 +644,10 @@ def ablation_scale_table(studies=STUDIES):
     factors = res[-1]["severities"]["scale"]
     if any(r["severities"]["scale"] != factors for r in res):
         raise ValueError(f"{paths[0]} and {paths[1]} scale the pixels by different factors: rerun both")
+    to_uint8 = {r.get("to_uint8", "rounded") for r in res}  # files from before shift.py recorded it rounded
+    if len(to_uint8) > 1:
+        raise ValueError(f"{paths[0]} and {paths[1]} turned the scaled pixels back into bytes differently "
+                         f"({' and '.join(sorted(to_uint8))}): rerun both")
     labels = {"bn": "BN (running averages)", "gn": "GN", "ln": "LN",
               "bn_batch_stats": f"BN, statistics of test batches of {res[0]['bn_batch_size']}"}
     rows = header("model", *(f"pixels x {c:g}" for c in [1, *factors]), f"mean loss over x {factors[0]:g} to x {factors[-1]:g} (points)")
@@ -677,15 +708,25 @@ def shift_table(studies=STUDIES):
     acc = res["accuracy"]
     mean = lambda v: sum(v) / len(v)
     labels = {"bn": "BN", "gn": "GN", "ln": "LN", "bn_batch_stats": f"BN, statistics of test batches of {res['bn_batch_size']}"}
+
+    def label(m):  # a headline model by its norm; one given by path (shift.py --models) by what it is, else its path
+        info = res.get("models", {}).get(m)
+        if m in labels or not info:
+            return labels.get(m, f"`{m}`")
+        config = info.get("config", {})
+        lr = "" if config.get("lr") is None else f", peak lr {config['lr']:g}"
+        return (f"{NORM_NAMES.get(info['norm'], info['norm'])}"
+                f"{'' if config.get('residual', True) else ', no residual additions'}{lr}, seed {info['seed']}")
+    sets = sum(len(v) - 1 for v in next(iter(acc.values())).values())
     rows = [f"Data: {res['data']}; {res['device']}, torch {res['torch']}; seed {res['seed']}.", "",
-            *header("model", "clean test acc %", "mean over the 30 corrupted test sets", "worst corruption (mean of its 5)")]
+            *header("model", "clean test acc %", f"mean over the {sets} corrupted test sets", "worst corruption (mean of its 5)")]
     for m, per in acc.items():
         clean = next(iter(per.values()))[0]
         worst = min(per, key=lambda c: mean(per[c][1:]))
         corrupted = [a for v in per.values() for a in v[1:]]
-        rows.append(row(labels[m], [f"{clean:.2f}", f"{mean(corrupted):.2f} ({mean(corrupted) - clean:+.2f})",
-                                    f"{worst.replace('_', ' ')}: {mean(per[worst][1:]):.2f}"]))
-    rows += ["", *header("corruption: mean test acc % over severities 1-5 (at 5)", *(labels[m] for m in acc))]
+        rows.append(row(label(m), [f"{clean:.2f}", f"{mean(corrupted):.2f} ({mean(corrupted) - clean:+.2f})",
+                                   f"{worst.replace('_', ' ')}: {mean(per[worst][1:]):.2f}"]))
+    rows += ["", *header("corruption: mean test acc % over severities 1-5 (at 5)", *(label(m) for m in acc))]
     for c in next(iter(acc.values())):
         rows.append(row(c.replace("_", " "), [f"{mean(acc[m][c][1:]):.2f} ({acc[m][c][5]:.2f})" for m in acc]))
     return "\n".join(rows)
@@ -708,7 +749,7 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
             "ablation": ablation_table(images, studies),
             "ablation-scale": ablation_scale_table(studies), "shift": shift_table(studies),
             "norm-tables": norm_tables(norm_example()),
-            "hardware": provenance([studies / SEED1, sep, sep / SEED1, *ablation_folders(studies)], root)}
+            "hardware": provenance([*(studies / d for d in SEEDS), sep, sep / SEED1, *ablation_folders(studies)], root)}
 
 
 def replace_between(text, name, body):

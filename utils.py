@@ -1,4 +1,4 @@
-"""Data, augmentation, train/test loops, results and figures for the S8 notebooks."""
+"""Data, augmentation, the train and test loops, CPU kernels, and saving and loading runs, for the S8 notebooks."""
 import copy
 import dataclasses
 import json
@@ -107,14 +107,15 @@ def _verbose_lines():
 
 def cpu_kernels():
     """{library: instruction set of its kernels, "threads": n, "pinned": bool}: ATen's reported capability, and
-    oneDNN's and MKL's as their verbose output names them (None where a library says nothing). Runs torch's first
-    operations if nothing has, and so fixes every library's choice for the rest of the process."""
+    oneDNN's and MKL's as their verbose output names them ("unknown": it named none; None: torch was built without
+    it). Runs torch's first operations if nothing has, and so fixes every library's choice for the process."""
     if not _KERNELS:
         out = _verbose_lines()
         onednn = re.search(r"onednn_verbose.*,isa:(.+)", out)
-        mkl = re.search(r"MKL_VERBOSE .*? \(Intel\(R\) (AVX[\w-]*)\)", out)
-        _KERNELS.update(aten=torch.backends.cpu.get_cpu_capability(), onednn=onednn and onednn[1].strip(),
-                        mkl=mkl and mkl[1], pinned=False)
+        mkl = re.search(r"MKL_VERBOSE .*?architecture .*?\(Intel\(R\) ([^)]+)\)", out)
+        said = lambda m, lib: m[1].strip() if m else "unknown" if lib.is_available() else None
+        _KERNELS.update(aten=torch.backends.cpu.get_cpu_capability(), onednn=said(onednn, torch.backends.mkldnn),
+                        mkl=said(mkl, torch.backends.mkl), pinned=False)
     return {**_KERNELS, "threads": torch.get_num_threads()}
 
 
@@ -126,7 +127,7 @@ def pin_kernels(threads=PIN_THREADS):
     matrix product. So this must run before torch computes anything; if something ran first, it raises rather than
     let a run go on half pinned. Not for other CPUs (ARM, e.g. Apple silicon: it says so and leaves them be)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        print(f"pin_kernels: a {platform.machine()} CPU has no AVX2; running its own kernels, so the last digits "
+        print(f"pin_kernels: this {platform.machine()} CPU has no AVX2; running its own kernels, so the last digits "
               "differ from the committed runs")
         return cpu_kernels()
     os.environ.update(PIN_ENV)
@@ -134,9 +135,9 @@ def pin_kernels(threads=PIN_THREADS):
     found = cpu_kernels()
     off = {k: v for k, v in found.items() if k in ("aten", "onednn", "mkl") and v not in (None, "AVX2", "Intel AVX2")}
     if off:
-        raise RuntimeError(f"pin_kernels: {off} ran instead of AVX2: torch computed something before the pin, or "
-                           "this CPU lacks AVX2. Restart the kernel (in Colab: Runtime > Restart session) and run all "
-                           "cells from the top, or set pin_cpu = False to run this CPU's own kernels")
+        raise RuntimeError(f"pin_kernels: the kernels are {off}, not AVX2: torch computed something before the pin, "
+                           "or this CPU lacks AVX2. Restart the kernel (in Colab: Runtime > Restart session) and run "
+                           "all cells from the top, or set pin_cpu = False to run this CPU's own kernels")
     _KERNELS["pinned"] = True
     return cpu_kernels()
 
@@ -268,8 +269,7 @@ def _subset(x, y, n, gen):
 def load_cifar10(data_root="data/cifar10", device="cpu", train_subset=None, test_subset=None, seed=0):
     """CIFAR-10 from an image-folder copy in data_root, else torchvision's (downloaded on first use).
 
-    The whole dataset is decoded once and kept as uint8 tensors on `device`.
-    """
+    The whole dataset is decoded once and kept as uint8 tensors on `device`."""
     root = Path(data_root)
     errors = []
     try:
@@ -306,8 +306,7 @@ def crop_table(x, pad, dtype=None):
 
     Every image row is reflect-padded by `pad` pixels on both sides, once as is ([:, 0]) and once mirrored
     ([:, 1]), with the channels of a pixel side by side. Any shifted and possibly flipped crop is then H
-    contiguous windows of W pixels, one per output row.
-    """
+    contiguous windows of W pixels, one per output row."""
     n, c, h, w = x.shape
     if not 0 <= pad < w:
         raise ValueError(f"pad={pad} must be in [0, {w - 1}] for images {w} pixels wide")
@@ -326,8 +325,7 @@ def crop_draws(steps, n, pad, gen, device="cpu"):
     [-pad, pad]) and flip (0 or 1).
 
     Drawn batch after batch on the CPU generator gen, in the order augment() once drew them itself, then moved
-    to `device` in one copy: on a GPU a copy per batch would make every step wait for the host.
-    """
+    to `device` in one copy: on a GPU a copy per batch would make every step wait for the host."""
     draws = torch.empty(steps, n, 3, dtype=torch.long)
     for s in range(steps):
         draws[s, :, 0] = torch.randint(-pad, pad + 1, (n,), generator=gen)
@@ -341,8 +339,7 @@ def augment(table, idx, pad, draws):
 
     draws: (B, 3) dy, dx, flip per image (a batch of crop_draws). Each image's H output rows are windows of its
     padded rows (the mirrored copy when flipped), so the whole batch is one gather of B*H windows: no per-image
-    Python and no index per pixel. idx and draws live on the table's device. Returns (B, C, H, W), channels_last.
-    """
+    Python and no index per pixel. idx and draws live on the table's device. Returns (B, C, H, W), channels_last."""
     n, (_, _, h, wp, c), dev = len(idx), table.shape, table.device
     w = wp - 2 * pad
     dy, dx, flip = draws[:, 0:1], draws[:, 1:2], draws[:, 2:3]       # (B, 1) each
@@ -519,12 +516,12 @@ def net_config(result):
     return {"norm": result["norm"], **{k: list(config[k]) if k == "widths" else config[k] for k in keys if k in config}}
 
 
-def json_text(obj):
+def json_text(obj, indent=1):
     """Strict JSON (any reader parses it): a NaN or infinity, as a diverged run's loss, is written null."""
     clean = lambda v: (None if isinstance(v, float) and not math.isfinite(v) else
                        {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else
                        [clean(x) for x in v] if isinstance(v, (list, tuple)) else v)
-    return json.dumps(clean(obj), indent=1, allow_nan=False) + "\n"
+    return json.dumps(clean(obj), indent=indent, allow_nan=False) + "\n"
 
 
 def save_results(out_dir, model, hist, seed, device, data, extra=None):

@@ -17,7 +17,8 @@ IMAGES, STUDIES = report.IMAGES, report.STUDIES
 NOTEBOOKS = {"bn": "S8_BN.ipynb", "gn": "S8_GN.ipynb", "ln": "S8_LN.ipynb"}
 # (results folder, folder of its executed notebooks): the headline's notebooks are the top-level ones
 SEPARABLE = STUDIES / report.SEPARABLE
-FOLDERS = [(IMAGES, ROOT)] + [(d, d) for d in (STUDIES / report.SEED1, SEPARABLE, SEPARABLE / report.SEED1)]
+SEED_FOLDERS = [STUDIES / d for d in report.SEEDS]
+FOLDERS = [(IMAGES, ROOT)] + [(d, d) for d in (*SEED_FOLDERS, SEPARABLE, SEPARABLE / report.SEED1)]
 RUNS = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n, nb / NOTEBOOKS[n]) for d, nb in FOLDERS for n in NOTEBOOKS}
 # the ablation runs: one notebook per results file, beside it (S8_none.ipynb for the runs without normalization)
 ABLATION = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n) for d in report.ablation_folders() for n in utils.load_results(d)}
@@ -162,3 +163,21 @@ def test_each_ablation_run_changed_only_what_its_folder_says(run):
     assert r["config"] == {**headline, **changed}
     assert r["seed"] == seed and r["data"] == utils.load_results(IMAGES)["bn"]["data"]
     assert r["epochs"] == 20 or math.isnan(r["history"]["train_loss"][-1])  # fit stops a run whose loss is NaN
+
+
+def test_every_committed_json_file_is_strict_json():
+    """A diverged run's NaN is written null: strict readers (JavaScript, jq, most languages) reject a bare NaN."""
+    for path in committed("*.json") + committed("*.jsonl"):
+        texts = path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]
+        for text in texts:
+            json.loads(text, parse_constant=lambda c: pytest.fail(f"{path.relative_to(ROOT)} holds {c}"))
+
+
+@pytest.mark.parametrize("norm", NOTEBOOKS)
+def test_the_headline_and_its_seeds_are_runs_of_one_kind(norm):
+    """Seeds 0, 1 and 2 of a notebook: its recipe, its seed, one CPU with the kernels pinned, the same data."""
+    runs = [utils.load_results(d)[norm] for d in (IMAGES, *SEED_FOLDERS)]
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    assert all(r["config"] == runs[0]["config"] for r in runs)
+    assert all(r["kernels"]["pinned"] and r["kernels"]["aten"] == "AVX2" and r["kernels"]["threads"] == 2 for r in runs)
+    assert len({(r["device"], r["torch"], r["data"], r["test_data_sha256"]) for r in runs}) == 1

@@ -41,12 +41,13 @@ def test_both_readmes_regenerate_between_their_markers_only(tmp_path):
         assert "STALE" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert "| Group Norm (GN) | 83.00 | **81.50** |" in readme
     assert f"| **total** | | | | | **{count_params(Net('bn', norm_1x1=True)):,}** | **47,818** |" in readme
-    assert "| test acc %, seed 1 | - | 80.25 | - |" in readme  # from experiments/seed1
+    assert "| test acc %, mean (range) over seeds 0, 1 | - | 80.88 (80.25-81.50) | - |" in readme  # seed 1: seed1/
     assert "| test acc % when the norms use statistics of test batches of 1 / 64 | 10.00 / 80.00 |" in readme
     assert "No confusion matrices yet" in readme
     assert "| mean | 2.833 |" in study  # the worked example
     assert "`images/results_bn.json`" in readme and "seed1" not in readme.split("hardware:start")[1]
-    assert "| Group Norm | 0 | 83.00 | 81.50 | 1 | 83.00 | 80.25 | -1.25 |" in study  # seeds
+    assert "| Group Norm | 81.50 | 80.25 | 80.88 (80.25-81.50) | 83.00 | +2.12 |" in study  # seeds
+    assert "Batch Norm | 81.50 |" not in study.split("seeds:end")[0]  # one seed: no spread to show
     assert "`experiments/seed1/results_gn.json`" in study
     assert "No small-batch runs yet" in study and "No benchmark yet" in study
     assert (images / "norm_axes.png").exists()
@@ -86,7 +87,7 @@ def test_findings_average_the_validation_runs_of_exactly_the_notebook_recipe(tmp
     bench = {"train_ips": {"bn": [1000, 500]}, "eval_ips": {"bn": [3000, 1500]}}
     (studies / "bench_norms.json").write_text(json.dumps(bench))
     text = report.findings_table(images, studies)
-    assert "| validation acc % in the recipe search, mean over n seeds | 80.33 (n=3) | - |" in text
+    assert "| validation acc %, recipe search: mean (range) over n seeds | 80.33 (79.00-82.00), n=3 | - |" in text
     assert "| train / eval time per image vs BN (timed alternately) | 1.00x / 1.00x | - |" in text  # LN not timed
     assert "| 10.00 / 80.00 | 81.50 at every size |" in text  # batch statistics: LN never looks across images
     assert "| test acc % after epoch 1 / 5 / 10 / 15 | 45.00 |" in text  # a 2-epoch run has only epoch 1
@@ -241,3 +242,23 @@ def test_scale_table_puts_the_models_without_normalization_beside_the_headline(t
     (studies / "ablation/scale/results.json").write_text(json.dumps(ablation))
     with pytest.raises(ValueError, match="different factors"):
         report.ablation_scale_table(studies)
+
+
+def test_seeds_table_spans_every_committed_seed(tmp_path):
+    images, studies = tmp_path / "images", tmp_path / "experiments"
+    for folder, seed, acc in ((images, 0, 81.5), (studies / "seed1", 1, 80.25), (studies / "seed2", 2, 82.0)):
+        write_result(folder, "ln", acc, seed)
+    table = report.seeds_table(images, studies)
+    assert table.splitlines()[0].startswith("| model | test acc %, seed 0 | test acc %, seed 1 | test acc %, seed 2 |")
+    assert "| Layer Norm | 81.50 | 80.25 | 82.00 | 81.25 (80.25-82.00) | 83.00 | +1.75 |" in table
+    assert "| test acc %, mean (range) over seeds 0, 1, 2 | 81.25 (80.25-82.00) |" in report.findings_table(images, studies)
+
+
+def test_the_hardware_table_names_the_kernels_each_run_recorded(tmp_path):
+    write_result(tmp_path / "old", "bn")  # written before runs recorded their kernels
+    r = write_result(tmp_path / "new", "gn")
+    r["kernels"] = {"aten": "AVX2", "onednn": "Intel AVX2", "mkl": "AVX2", "pinned": True, "threads": 2}
+    (tmp_path / "new" / "results_gn.json").write_text(json.dumps(r))
+    table = report.provenance([tmp_path / "old", tmp_path / "new"], tmp_path)
+    assert "| `old/results_bn.json` | folder | cpu | not recorded | 2 | 0 |" in table
+    assert "| `new/results_gn.json` | folder | cpu | AVX2 / Intel AVX2 / AVX2, 2 threads, pinned | 2 | 0 |" in table

@@ -1,6 +1,7 @@
 """Saved models: the weights round-trip, the committed ones rebuild the published networks, and
 `python report.py --check` tells a wrong results file from another copy of the data."""
 import json
+import math
 import subprocess
 import sys
 
@@ -15,15 +16,37 @@ from model import Net, count_params
 NORMS = ("bn", "gn", "ln")
 
 
+def notebook_defaults(norm):
+    """The parameters cell of S8_<NORM>.ipynb as a dict: what a run with its defaults builds."""
+    import nbformat
+    cell = next(c for c in nbformat.read(ROOT / f"S8_{norm.upper()}.ipynb", as_version=4).cells
+                if "parameters" in c.metadata.get("tags", []))
+    params = {}
+    exec(cell.source, {}, params)  # plain assignments only (checked by test_notebooks)
+    return params
+
+
 @pytest.mark.parametrize("norm", NORMS)
 def test_committed_weights_rebuild_the_published_model(norm):
     res = utils.load_results(report.IMAGES)[norm]
-    state = torch.load(report.IMAGES / f"model_{norm}.pt", weights_only=True)
-    model = Net(norm, **utils.model_config(res))
+    ckpt = torch.load(report.IMAGES / f"model_{norm}.pt", weights_only=True)
+    state = ckpt.get("state_dict", ckpt)  # older checkpoints are a bare state_dict
+    model = Net(**utils.net_config(res))
     model.load_state_dict(state)  # strict: every tensor has its place and shape
     assert count_params(model) == res["params"] < 50_000
     assert utils.load_model(report.IMAGES / f"model_{norm}.pt").training is False
     assert len(res["test_data_sha256"]) == 64 and len(res["mean"]) == len(res["std"]) == 3
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_the_notebook_defaults_still_build_the_committed_models(norm):
+    """Net's defaults and the notebooks' parameters, as they are now, against the committed weights."""
+    p = notebook_defaults(norm)
+    model = Net(p["norm"], p["groups"], p["widths"], norm_1x1=p["norm_1x1"], block=p["block"], residual=p["residual"])
+    committed = utils.load_model(report.IMAGES / f"model_{norm}.pt")
+    model.load_state_dict(committed.state_dict())  # strict: same layers, same shapes
+    assert [type(m) for m in model.modules()] == [type(m) for m in committed.modules()]
+    assert (p["norm"], model.residual, count_params(model)) == (norm, committed.residual, count_params(committed))
 
 
 def trained(data, tmp_path, norm="gn"):
@@ -43,17 +66,50 @@ def test_weights_round_trip_to_identical_outputs(data, tmp_path):
     x = data.normalize(data.x_test)
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))
+    ckpt = torch.load(tmp_path / "model_bn.pt", weights_only=True)  # plain tensors, lists and strings
+    assert ckpt["net"] == {"norm": "bn", "groups": 4, "norm_1x1": False} and ckpt["mean"] == data.mean.flatten().tolist()
     plain = Net("bn")
-    plain.load_state_dict(torch.load(tmp_path / "model_bn.pt", weights_only=True))
+    plain.load_state_dict(ckpt["state_dict"])
     with torch.no_grad():
         assert torch.equal(plain.eval()(x), model(x))
 
 
-def test_a_model_without_its_results_file_says_what_is_missing(data, tmp_path):
-    trained(data, tmp_path)
+def test_a_checkpoint_says_how_its_net_was_built(data, tmp_path):
+    trained(data, tmp_path, "bn")
+    (tmp_path / "results_bn.json").unlink()
+    assert utils.load_model(tmp_path / "model_bn.pt").C1[1].__class__.__name__ == "BatchNorm2d"
+
+
+def test_a_bare_state_dict_without_its_results_file_says_what_is_missing(data, tmp_path):
+    model, _ = trained(data, tmp_path)
     (tmp_path / "results_gn.json").unlink()
+    torch.save(model.state_dict(), tmp_path / "model_gn.pt")  # as saved before checkpoints held their config
     with pytest.raises(FileNotFoundError, match="results_gn.json"):
         utils.load_model(tmp_path / "model_gn.pt")
+
+
+def test_weights_and_results_of_different_runs_are_refused(data, tmp_path):
+    """An interrupted save can leave new weights beside an old results file: loading must not go on silently."""
+    trained(data, tmp_path)
+    edit_results(tmp_path, "gn", config={"groups": 4, "norm_1x1": False, "residual": False})
+    with pytest.raises(ValueError, match="come from different runs"):
+        utils.load_model(tmp_path / "model_gn.pt")
+    other = tmp_path / "other"
+    trained(data, other)
+    edit_results(other, "gn", weights_sha256="0" * 64)  # same config, other weights
+    with pytest.raises(ValueError, match="come from different runs"):
+        utils.load_model(other / "model_gn.pt")
+
+
+def test_a_diverged_run_writes_strict_json_and_reads_back_nan(data, tmp_path):
+    hist = {"train_loss": [2.0, float("nan")], "train_acc": [40.0, 10.0], "test_loss": [1.9, float("inf")],
+            "test_acc": [50.0, 10.0], "lr": [0.1, 0.2], "seconds": [60.0, 30.0]}
+    utils.save_results(tmp_path, Net("gn"), hist, 0, "cpu", data)
+    text = (tmp_path / "results_gn.json").read_text()
+    strict = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert strict["history"]["train_loss"] == [2.0, None] and strict["history"]["test_loss"] == [1.9, None]
+    back = utils.load_results(tmp_path)["gn"]["history"]
+    assert back["train_loss"][0] == 2.0 and math.isnan(back["train_loss"][1]) and math.isnan(back["test_loss"][1])
 
 
 def test_the_fingerprint_tells_copies_of_the_test_set_apart(data):
