@@ -106,21 +106,21 @@ class Net(nn.Module):
             else:
                 nn.init.zeros_(block[1].weight)
 
-    def add(self, x, branch):
+    def end_stage(self, x, branch):
         """The end of a stage: gelu(x + branch), or gelu(branch) without the residual additions."""
         return F.gelu(x + branch if self.residual else branch)
 
-    def forward(self, x):                    # x: (N, 3, H, W)
+    def forward(self, x):                           # x: (N, 3, H, W)
         x = self.C1(x)
-        x = self.add(x, self.C2(x))          # (N, w1, H, W)
-        x = self.P1(self.c3(x))              # (N, w2, H/2, W/2)
+        x = self.end_stage(x, self.C2(x))           # (N, w1, H, W)
+        x = self.P1(self.c3(x))                     # (N, w2, H/2, W/2)
         x = self.C3(x)
-        x = self.add(x, self.C5(self.C4(x)))
-        x = self.P2(self.c6(x))              # (N, w3, H/4, W/4)
+        x = self.end_stage(x, self.C5(self.C4(x)))
+        x = self.P2(self.c6(x))                     # (N, w3, H/4, W/4)
         x = self.C7(x)
-        x = self.add(x, self.C9(self.C8(x)))
-        x = self.C10(self.GAP(x))            # (N, 10, 1, 1)
-        return x.flatten(1)                  # (N, 10) logits
+        x = self.end_stage(x, self.C9(self.C8(x)))
+        x = self.C10(self.GAP(x))                   # (N, 10, 1, 1)
+        return x.flatten(1)                         # (N, 10) logits
 
 
 def count_params(model):

@@ -80,8 +80,8 @@ def header(*cols):
 
 def test_flip_tta(model, data, batch_size=utils.EVAL_BATCH):
     """Accuracy % when each test image's logits are averaged with its mirror's (an extra, not the headline)."""
-    flipped = utils.predict(model, data.x_test.flip(3), data, batch_size)
-    logits = utils.predict(model, data.x_test, data, batch_size) + flipped
+    logits = utils.predict(model, data.x_test, data, batch_size)
+    logits = logits + utils.predict(model, data.x_test.flip(3), data, batch_size)  # mirrored left-right
     return utils.accuracy(logits, data.y_test)
 
 
@@ -790,11 +790,13 @@ def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
     status = 0
     for norm, res in results.items():
         path = Path(folder) / f"model_{norm}.pt"
-        if not path.exists():
-            print(f"{NORM_NAMES[norm]:<12} {res['test_acc']:>12.2f} {'-':>8} {'':>6}  ERROR: {path.name} is missing")
+        try:
+            model = utils.load_model(path, device)
+        except (FileNotFoundError, ValueError) as e:  # missing, or not the run its results file describes
+            problem = f"{path.name} is missing" if not path.exists() else str(e)
+            print(f"{NORM_NAMES[norm]:<12} {res['test_acc']:>12.2f} {'-':>8} {'':>6}  ERROR: {problem}")
             status = 1
             continue
-        model = utils.load_model(path, device)
         acc = round(utils.test(model, as_trained(data, res))[1], 2)
         diff = acc - round(res["test_acc"], 2)
         if count_params(model) != res["params"]:

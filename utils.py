@@ -170,7 +170,7 @@ class Data:
     std: torch.Tensor
     classes: tuple
     source: str             # what was loaded, from where
-    tables: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)  # pad -> crops(pad), cached
+    tables: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)  # pad -> table
 
     @classmethod
     def from_tensors(cls, x_train, y_train, x_test, y_test, classes, source, device="cpu"):
@@ -192,7 +192,7 @@ class Data:
         x = x.contiguous(memory_format=torch.channels_last)  # reorder the bytes, not the floats
         return self._standardize_(x.permute(0, 2, 3, 1).to(torch.float32, copy=True)).permute(0, 3, 1, 2)
 
-    def crops(self, pad):
+    def train_table(self, pad):
         """x_train normalized once into a crop_table for `pad`: every epoch only gathers from it."""
         if pad not in self.tables:  # standardized in place: a copy would cost another 1.4 GB
             self.tables[pad] = self._standardize_(crop_table(self.x_train, pad, torch.float32))
@@ -381,7 +381,7 @@ def progress(iterable, desc, total):
 
 def train_batch(data, idx, pad, draws):
     """Train images idx, normalized and augmented per image (draws: their crop_draws), with their labels."""
-    return augment(data.crops(pad), idx, pad, draws), data.y_train[idx]
+    return augment(data.train_table(pad), idx, pad, draws), data.y_train[idx]
 
 
 def train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing=0.0):

@@ -5,6 +5,9 @@ Run: python experiments/bench_norms.py [--rounds 7] [--steps 40] [--out experime
 The seconds per epoch of the real runs drift with this shared machine's load: bit-identical LN runs took 30 to
 40 s an epoch on different days. Here every round times each model once, in a rotating order, so all of them
 share each round's drift; the README compares them by the median of the per-round ratios.
+
+It runs unpinned (utils.pin_kernels is not called): it times the CPU's own fastest kernels, as a user running
+with pin_cpu = False would get them.
 """
 import argparse
 import contextlib
@@ -55,7 +58,7 @@ def measure(rounds, steps, eval_images, log=print):
     """Per-round train and eval images/s of every model in MODELS; round 0 only warms up and is dropped."""
     x, y = bench.synthetic(max(steps * bench.OUR_BATCH, eval_images))
     data = bench.as_data(x[:steps * bench.OUR_BATCH], y[:steps * bench.OUR_BATCH])
-    data.crops(bench.PAD)  # built once, shared by all models
+    data.train_table(bench.PAD)  # built once, shared by all models
     runs = {name: Timed(cfg, data, steps) for name, cfg in MODELS.items()}
     train, evals = {n: [] for n in runs}, {n: [] for n in runs}
     names = list(runs)

@@ -10,11 +10,15 @@ Each sweep decodes the data once into its own temporary folder (removed at the e
 workers' result files, so sweeps started side by side never touch each other's files. If a worker fails, the
 sweep stops with an error naming it and writes no sweep.jsonl.
 
+Workers run unpinned (utils.pin_kernels is not called), one torch thread each on a CPU: their validation numbers
+compare with each other, not bit for bit with the notebooks' pinned runs or across CPUs.
+
 Plan 9 is not tuning: it trains each norm's recipe with batches of 1 to 128 (the small-batch table in experiments/README.md).
     python experiments/sweep.py --data data/cifar10 --out experiments/small_batch --procs 2 --plan 9 --budget 7200
     python experiments/sweep.py --data data/cifar10 --out experiments/small_batch/seed1 --procs 2 --plan 10 --budget 7200
 """
 import argparse
+import functools
 import json
 import shutil
 import subprocess
@@ -29,6 +33,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import report  # noqa: E402
 import utils  # noqa: E402
 from model import Net, count_params, whiten_  # noqa: E402
 
@@ -109,9 +114,9 @@ class SweepNet(Net):
                     if isinstance(child, nn.GELU):
                         setattr(parent, key, module())
 
-    def add(self, x, branch):
+    def end_stage(self, x, branch):
         if self.act == "gelu":
-            return super().add(x, branch)
+            return super().end_stage(x, branch)
         return self._act(x + branch if self.residual else branch)
 
 
@@ -124,7 +129,7 @@ def run(cfg, tensors, device):
     data = utils.Data.from_tensors(x[tr], y[tr], x[va], y[va], classes, "val split", device)
     model = SweepNet(cfg["norm"], cfg["groups"], cfg["widths"], norm_1x1=cfg["c_act"], block=cfg["block"],
                      act=cfg["act"])
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device, memory_format=utils.memory_format(cfg["norm"], torch.device(device)))
     if not cfg["zero_init"]:
         for block in (model.C2, model.C5, model.C9):
             nn.init.ones_(block[1].weight)
@@ -135,10 +140,87 @@ def run(cfg, tensors, device):
     hist = utils.fit(model, data, cfg["epochs"], cfg["bs"], cfg["lr"], gen, weight_decay=cfg["wd"],
                      label_smoothing=cfg["ls"], pad=cfg["pad"], pct_start=cfg["pct"])
     # val accuracy with the norms using batch statistics, at the training batch size and at the usual 128
-    batch_stats = utils.batch_stats_acc(model, data, sizes=sorted({cfg["bs"], BASE["bs"]}))
+    batch_stats = report.batch_stats_acc(model, data, sizes=sorted({cfg["bs"], BASE["bs"]}))
     return dict(name=name(cfg), params=count_params(model), train_acc=hist["train_acc"][-1],
                 val_acc=hist["test_acc"][-1], val_curve=hist["test_acc"], minutes=round((time.time() - t0) / 60, 2),
                 val_acc_batch_stats=batch_stats, cfg=as_json(cfg))
+
+
+# ----------------------------------------------------------------------------- how many workers one GPU holds
+
+GIB = 2 ** 30
+CUDA_CONTEXT_BYTES = GIB // 2  # a process's CUDA context with cuDNN and cuBLAS loaded: about 0.5 GB
+SLACK_BYTES = GIB // 4         # cuDNN's workspaces and the caching allocator's rounding
+
+
+@functools.lru_cache(maxsize=None)
+def _saved_bytes(norm, groups, widths, c_act, block, act, size):
+    model = SweepNet(norm, groups, widths, norm_1x1=c_act, block=block, act=act)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(torch.zeros(2, *size))  # noqa: F841 (keeps the saved tensors alive until all are counted)
+    return sum(saved.values()) / 2
+
+
+def activation_bytes(cfg, size=(3, 32, 32)):
+    """Bytes a training step keeps per image for the backward pass: the tensors autograd saves in a forward pass
+    of the config's network (measured on the CPU, two images, halved)."""
+    return _saved_bytes(cfg["norm"], cfg["groups"], tuple(cfg["widths"]), cfg["c_act"], cfg["block"], cfg["act"],
+                        tuple(size))
+
+
+def worker_bytes(cfgs, n_images, size=(3, 32, 32)):
+    """A rough peak of one worker's GPU memory for the hungriest of cfgs, as run() builds its data from n_images
+    train images (VAL of them held out): its CUDA context; all n_images as uint8 on the device; Data.crops's table,
+    float32 (N_train, 2, H, W + 2*pad, C), with the mirrored uint8 copy crop_table makes while filling it, or
+    whiten_'s float64 patch matrix of 5,000 images if larger; a training batch's activations, twice what autograd
+    saves (the gradients during backward); and some slack."""
+    c, h, w = size
+    n_train = n_images - VAL
+
+    def run_bytes(cfg):
+        table = n_train * 2 * h * (w + 2 * cfg["pad"]) * c * 4 + n_train * h * w * c
+        patches = min(5000, n_train) * c * 9 * (h - 2) * (w - 2) * (4 + 4 + 8) if cfg["whiten"] else 0
+        return max(table, patches) + 2 * cfg["bs"] * activation_bytes(cfg, size)
+
+    return CUDA_CONTEXT_BYTES + n_images * c * h * w + max(run_bytes(cfg) for cfg in cfgs) + SLACK_BYTES
+
+
+def cap_procs(procs, free_bytes, per_worker_bytes):
+    """How many of `procs` workers fit side by side in free_bytes of GPU memory at per_worker_bytes each: all of
+    them when they fit, else as many as fit, but at least one (fewer workers take more of the plan's runs each)."""
+    return max(1, min(procs, int(free_bytes // per_worker_bytes)))
+
+
+def free_gpu_bytes(device):
+    """Free memory on the GPU `device` (torch.cuda.mem_get_info), asked in a short-lived child process: a CUDA call
+    here would hold a CUDA context (about 0.5 GB) in this process for the whole sweep."""
+    code = "import sys, torch; print(torch.cuda.mem_get_info(torch.device(sys.argv[1]))[0])"
+    done = subprocess.run([sys.executable, "-c", code, str(device)], capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[-1])
+
+
+def gpu_procs(args, n_images):
+    """args.procs, lowered (with a message saying so) to as many workers as the GPU's free memory holds."""
+    cfgs = [{**BASE, **c} for c in PLANS[args.plan]]
+    busy = min(args.procs, len(cfgs))  # workers past the plan's length start no run and never touch the GPU
+    need, free = worker_bytes(cfgs, n_images), free_gpu_bytes(args.device)
+    procs = cap_procs(busy, free, need)
+    if procs == busy:
+        return args.procs
+    gb = lambda b: f"{b / GIB:.1f} GB"
+    print(f"sweep: --procs {args.procs} lowered to {procs}: each worker needs about {gb(need)} of GPU memory (its "
+          f"CUDA context, the data and its crop table, a batch's activations) and {args.device} has {gb(free)} free"
+          + ("; even one worker may not fit" if need > free else ""), file=sys.stderr, flush=True)
+    return procs
 
 
 def worker(args):
@@ -152,7 +234,7 @@ def worker(args):
     for cfg in plan:
         if time.time() > args.deadline:
             break
-        line = json.dumps(run(cfg, tensors, args.device))
+        line = utils.json_text(run(cfg, tensors, args.device), indent=None).strip()  # strict: a NaN is null
         print(line, file=sys.stderr, flush=True)  # in the log even if the whole sweep is cut off
         with out.open("a") as f:
             f.write(line + "\n")
@@ -178,7 +260,7 @@ def finish(out, work, codes):
                          f"written (the workers' errors are above)")
     files = [Path(work) / f"sweep_{k}.jsonl" for k in range(len(codes))]  # none if the budget ran out first
     rows = [json.loads(line) for f in files if f.exists() for line in f.read_text().splitlines() if line.strip()]
-    text = "".join(json.dumps(r) + "\n" for r in rows)
+    text = "".join(utils.json_text(r, indent=None) for r in rows)
     utils._atomic_write(Path(out, "sweep.jsonl"), lambda p: Path(p).write_text(text))
     return rows
 
@@ -196,6 +278,8 @@ def main(args):
         work.mkdir(parents=True, exist_ok=True)
         data = utils.load_cifar10(args.data, "cpu", train_subset=args.subset)  # decode once for all workers
         torch.save((data.x_train, data.y_train, data.classes), cache)
+        if torch.device(args.device).type == "cuda":  # each worker holds its own context, data and crop table
+            args.procs = gpu_procs(args, len(data.y_train))
         deadline = time.time() + args.budget
         for k in range(args.procs):  # their stderr (errors, and each run's JSON line) goes to the terminal
             procs.append(subprocess.Popen(worker_cmd(args, k, cache, work, deadline), stdout=subprocess.DEVNULL))
@@ -215,7 +299,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--data", default="data/cifar10")
     p.add_argument("--out", default="experiments/tuning/sweep")
-    p.add_argument("--procs", type=int, default=2)
+    p.add_argument("--procs", type=int, default=2,
+                   help="worker processes side by side, each taking every procs-th run of the plan. On a GPU each "
+                        "holds its own CUDA context (about 0.5 GB), the data, its crop table (N_train*2*H*(W+2*pad)*C "
+                        "float32: 1.2-1.4 GB for 45,000 images) and a batch's activations; the sweep lowers procs "
+                        "to what the GPU's free memory (torch.cuda.mem_get_info) holds, and says so")
     p.add_argument("--plan", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--budget", type=float, default=480, help="seconds after which no new run starts")

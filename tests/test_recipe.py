@@ -3,12 +3,16 @@
 Each test states a fact of the recipe independently of utils.py, so a change that alters training fails here.
 """
 import copy
+import inspect
+import textwrap
+import types
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import report
 import utils
 from model import NORMS, Net, count_params
 
@@ -60,7 +64,7 @@ def test_flip_tta_averages_each_image_with_its_mirror(data, monkeypatch):
     predict = utils.predict
     monkeypatch.setattr(utils, "predict", lambda model, x, *a: seen.append(x) or predict(model, x, *a))
     model = Net("gn").eval()
-    acc = utils.test_flip_tta(model, data)
+    acc = report.test_flip_tta(model, data)
     assert len(seen) == 2 and torch.equal(seen[0], data.x_test)
     assert torch.equal(seen[1], data.x_test.flip(3))  # mirrored left-right, not upside down
     with torch.no_grad():
@@ -74,7 +78,7 @@ def test_batch_statistics_test_runs_bn_in_train_mode_on_shuffled_batches(data):
     utils.fit(model, data, 2, batch_size=40, lr=0.05, gen=utils.set_seed(0))  # learns the synthetic colours
     scramble_running_averages(model)  # eval mode now fails; batch statistics do not
     n = len(data.y_test)
-    acc = utils.batch_stats_acc(model, data, sizes=(n,), seed=3)
+    acc = report.batch_stats_acc(model, data, sizes=(n,), seed=3)
     order = utils.seeded_order(n, 3, "cpu")
     with torch.no_grad():
         pred = copy.deepcopy(model).train()(data.normalize(data.x_test[order])).argmax(1)
@@ -105,7 +109,7 @@ def reference_fit(model, data, epochs, batch_size, lr, seed, weight_decay, label
         total, correct = 0.0, 0
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            x = utils.augment(data.crops(pad), idx, pad, draws[i])
+            x = utils.augment(data.train_table(pad), idx, pad, draws[i])
             out = model(x)
             loss = F.cross_entropy(out, data.y_train[idx], label_smoothing=label_smoothing)
             correct += (out.argmax(1) == data.y_train[idx]).sum().item()
@@ -179,21 +183,128 @@ def test_the_history_records_each_epochs_starting_lr(data):
     assert hist["lr"] == starts and hist["lr"][0] == pytest.approx(0.03)
 
 
-def test_an_epoch_moves_its_random_draws_to_the_device_once_not_per_step(data, monkeypatch):
-    """On a GPU every host-to-device copy makes the step wait: the order and the crops move once an epoch."""
-    model = Net("gn")
+class HostSyncs:
+    """Counts, while utils.train runs, every Tensor call that makes the host wait for the GPU or copies data
+    between devices, by the phase it comes in: "setup" (before the first step), "step" (from the first step's
+    start to the last step's end) or "summary" (after the last step).
+
+    Waits: reading a value (item, tolist, float(), int(), bool(), an index, complex()) or the bytes (numpy) of a
+    GPU tensor, and .cpu(). Copies: .cuda() and every .to() given a device, whichever it names: on the CPU the
+    data's device is the CPU, so a per-step host-to-device copy looks like .to("cpu") here. On the CPU none of
+    these waits, so counting the calls is what pins the GPU's behaviour; on a GPU, sync_debug=True also makes
+    torch raise at any synchronizing call during the steps, these and the ones no method reveals (nonzero, a
+    boolean mask)."""
+
+    READS = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__", "__complex__", "numpy", "cpu", "cuda")
+
+    def __init__(self, monkeypatch, sync_debug=False):
+        self.calls, self.phase, self.steps, self.sync_debug = [], "setup", 0, sync_debug
+        for name in self.READS:
+            monkeypatch.setattr(torch.Tensor, name, self._counted(name, getattr(torch.Tensor, name)))
+        to = torch.Tensor.to
+
+        def counted_to(t, *args, **kwargs):
+            device = kwargs.get("device")
+            for a in args:  # to(device), to(other tensor), to(dtype), to(device, dtype, non_blocking, copy)
+                if isinstance(a, torch.Tensor):
+                    device = a.device
+                elif isinstance(a, (str, int, torch.device)) and not isinstance(a, bool):
+                    device = a
+            if device is not None:
+                self.calls.append((self.phase, f"to({device})"))
+            return to(t, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, "to", counted_to)
+        monkeypatch.setattr(utils, "progress", self._steps)
+
+    def _counted(self, name, method):
+        def counted(t, *args, **kwargs):
+            self.calls.append((self.phase, name))
+            return method(t, *args, **kwargs)
+        return counted
+
+    def _steps(self, iterable, desc, total):
+        """utils.progress, marking the steps (and, with sync_debug, making any sync in them raise)."""
+        self.phase = "step"
+        if self.sync_debug:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            for i in iterable:
+                self.steps += 1
+                yield i
+        finally:
+            if self.sync_debug:
+                torch.cuda.set_sync_debug_mode("default")
+            self.phase = "summary"
+
+    def during(self, phase):
+        return [what for p, what in self.calls if p == phase]
+
+
+def count_host_syncs(monkeypatch, train, model, data, batch_size, sync_debug=False):
+    """One epoch of `train` (utils.train or a changed copy) under HostSyncs; the monkeypatches are undone after."""
     opt = utils.sgd(model, 0.01)
-    sched = utils.one_cycle(opt, 0.01, 10, 12)
-    copies = []
-    to = torch.Tensor.to
+    sched = utils.one_cycle(opt, 0.01, 10, len(data.y_train) // batch_size)
+    syncs = HostSyncs(monkeypatch, sync_debug)
+    try:
+        train(model, data, opt, sched, batch_size, 2, torch.Generator().manual_seed(0), 1)
+    finally:
+        monkeypatch.undo()
+    assert syncs.steps == len(data.y_train) // batch_size  # train still steps through utils.progress
+    return syncs
+
+
+def with_line_after(fn, anchor, line):
+    """A copy of function fn whose source has `line` added after the line holding `anchor`, at its indentation;
+    it runs in fn's module, so it sees the module's (and the test's monkeypatched) names."""
+    src = textwrap.dedent(inspect.getsource(fn))
+    lines = src.splitlines(keepends=True)
+    k = next(i for i, s in enumerate(lines) if anchor in s)
+    lines.insert(k + 1, lines[k][:len(lines[k]) - len(lines[k].lstrip())] + line + "\n")
+    code = compile("".join(lines), f"<{fn.__name__} + {line}>", "exec")
+    body = next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == fn.__name__)
+    return types.FunctionType(body, fn.__globals__, fn.__name__, fn.__defaults__)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn"])
+def test_a_training_step_never_waits_for_the_device_nor_copies_to_it(data, monkeypatch, norm):
+    """On a GPU a step that reads a value (loss.item(), float(loss), if loss > x) or copies a tensor between
+    devices makes the host wait for all the work queued so far: the GPU idles until the next step is queued.
+    The epoch moves its order and crops to the device once, before the steps, and reads its two sums once,
+    after them."""
     counts = []
     for batch_size in (40, 10):  # 3 steps, then 12
-        copies.clear()
-        monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: copies.append(a or k) or to(self, *a, **k))
-        utils.train(model, data, opt, sched, batch_size, 2, torch.Generator().manual_seed(0), 1)
-        monkeypatch.undo()
-        counts.append(len(copies))
-    assert counts[0] == counts[1] <= 2
+        syncs = count_host_syncs(monkeypatch, utils.train, Net(norm), data, batch_size)
+        assert syncs.during("step") == []
+        assert len([w for w in syncs.during("setup") if w.startswith("to(")]) <= 2  # the order and the crops
+        assert len(syncs.during("summary")) <= 2  # the epoch's loss and accuracy, read once
+        counts.append(len(syncs.calls))
+    assert counts[0] == counts[1]  # nothing grows with the number of steps
+
+
+@pytest.mark.parametrize("line", ["loss.item()", "float(loss.detach())", "int(correct)", "loss.tolist()",
+                                  "if loss > 1e9: pass", "range(correct)", "loss.detach().numpy()", "out.cpu()",
+                                  "loss.to('cpu')", "y.to(dev)", "x.to(torch.device('cpu'))"])
+def test_the_count_catches_a_step_that_syncs(data, monkeypatch, line):
+    """The counter itself: a copy of utils.train with one waiting call added to its step is caught."""
+    train = with_line_after(utils.train, "loss.backward()", line)
+    syncs = count_host_syncs(monkeypatch, train, Net("gn"), data, 40)
+    assert len(syncs.during("step")) == 3, syncs.calls  # once in each of the 3 steps
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_a_training_step_on_the_gpu_never_synchronizes(data, monkeypatch, norm):
+    """The same on CUDA, with torch.cuda.set_sync_debug_mode("error") over the steps: any synchronizing CUDA call
+    in them raises, including those no Tensor method shows (nonzero, boolean masks, a blocking copy)."""
+    dev = torch.device("cuda")
+    gpu = utils.Data.from_tensors(data.x_train, data.y_train, data.x_test, data.y_test, data.classes, data.source, dev)
+    model = Net(norm).to(dev, memory_format=utils.memory_format(norm, dev))
+    try:
+        syncs = count_host_syncs(monkeypatch, utils.train, model, gpu, 40, sync_debug=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert syncs.during("step") == [] and len(syncs.during("summary")) <= 2
 
 
 # ----------------------------------------------------------------------------- the network

@@ -65,7 +65,7 @@ def test_sweepnet_swaps_every_gelu(kwargs, act, module, fn, monkeypatch):
     assert not any(isinstance(m, nn.GELU) for m in swept.modules())
     assert sum(isinstance(m, module) for m in swept.modules()) == sum(isinstance(m, nn.GELU) for m in net.modules())
     x, branch = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 4, 4)
-    assert torch.equal(swept.add(x, branch), fn(x + branch if swept.residual else branch))  # the stage ends
+    assert torch.equal(swept.end_stage(x, branch), fn(x + branch if swept.residual else branch))  # the stage ends
     images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     out = swept(images)
     assert F.gelu is TORCH_GELU
@@ -88,7 +88,7 @@ def test_run_trains_a_sweepnet_and_leaves_f_gelu_alone(monkeypatch):
 
     monkeypatch.setattr(sweep, "VAL", 4)
     monkeypatch.setattr(sweep.utils, "fit", fake_fit)
-    monkeypatch.setattr(sweep.utils, "batch_stats_acc", lambda model, data, sizes: {s: 30.0 for s in sizes})
+    monkeypatch.setattr(sweep.report, "batch_stats_acc", lambda model, data, sizes: {s: 30.0 for s in sizes})
     tensors = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8), torch.arange(12) % 10, tuple("abcdefghij")
     cfg = {**sweep.BASE, **sweep.FINAL["bn"], "act": "relu"}
     r = sweep.run(cfg, tensors, "cpu")
@@ -223,3 +223,57 @@ def test_a_given_work_folder_with_runs_in_it_is_refused_not_emptied(tmp_path, fa
     with pytest.raises(SystemExit, match="already holds"):
         sweep.main(fake_sweep(tmp_path / "out", "--work", str(work)))
     assert snapshot(work) == before and not (tmp_path / "out" / "sweep.jsonl").exists()
+
+
+# --- how many workers one GPU holds
+
+
+def test_cap_procs_keeps_every_worker_that_fits_and_at_least_one():
+    gb = 2 ** 30
+    assert sweep.cap_procs(14, 79 * gb, 3 * gb) == 14  # an 80 GB GPU holds all of them
+    assert sweep.cap_procs(14, 14.5 * gb, 3 * gb) == 4  # a 16 GB one: four whole workers, not five
+    assert sweep.cap_procs(4, 12 * gb, 3 * gb) == 4 and sweep.cap_procs(4, 12 * gb - 1, 3 * gb) == 3  # the edge
+    assert sweep.cap_procs(4, 1 * gb, 3 * gb) == 1  # not even one fits: one tries, rather than none
+
+
+@pytest.mark.parametrize("pad", [0, 2, 4])
+def test_the_estimate_counts_the_crop_table_as_data_crops_builds_it(pad, monkeypatch):
+    monkeypatch.setattr(sweep, "activation_bytes", lambda cfg, size: 0)
+    monkeypatch.setattr(sweep, "VAL", 3)
+    n_images, n_train = 10, 7
+    cfg = {**sweep.BASE, "pad": pad}
+    table = sweep.utils.crop_table(torch.zeros(n_train, 3, 32, 32, dtype=torch.uint8), pad, torch.float32)
+    fixed = sweep.CUDA_CONTEXT_BYTES + sweep.SLACK_BYTES + n_images * 3 * 32 * 32  # the context, slack and images
+    mirrored = n_train * 3 * 32 * 32  # crop_table's uint8 flipped copy while it fills the table
+    assert sweep.worker_bytes([cfg], n_images) == fixed + table.nbytes + mirrored
+
+
+def test_the_estimate_takes_the_hungriest_run_and_grows_with_the_batch():
+    base = {**sweep.BASE}
+    wide = {**sweep.BASE, "block": "separable", "widths": (32, 48, 96)}
+    per_image = sweep.activation_bytes(base)
+    assert 0.1 * 2 ** 20 < per_image < 10 * 2 ** 20 and sweep.activation_bytes(wide) > per_image  # MB per image
+    big_batch = {**base, "bs": 4 * base["bs"]}
+    assert sweep.worker_bytes([base, big_batch], 50000) == sweep.worker_bytes([big_batch], 50000)
+    assert sweep.worker_bytes([big_batch], 50000) - sweep.worker_bytes([base], 50000) == 2 * 3 * base["bs"] * per_image
+
+
+def test_main_on_a_gpu_starts_only_the_workers_that_fit_and_tells_each(tmp_path, fake_sweep, monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "worker_bytes", lambda cfgs, n_images: 3 * 2 ** 30)
+    monkeypatch.setattr(sweep, "free_gpu_bytes", lambda device: 7 * 2 ** 30)  # two workers fit, not five
+    workers = FakeWorkers([0, 0])
+    monkeypatch.setattr(subprocess, "Popen", workers)
+    sweep.main(fake_sweep(tmp_path / "out", "--procs", "5", "--device", "cuda"))
+    assert [(a.worker, a.procs, a.device) for a in workers.calls] == [(0, 2, "cuda"), (1, 2, "cuda")]
+    plan = sweep.PLANS[9]  # so worker k takes runs k, k + 2, ...: together they still run the whole plan
+    assert sorted(i for a in workers.calls for i in range(len(plan))[a.worker::a.procs]) == list(range(len(plan)))
+    assert "--procs 5 lowered to 2" in capsys.readouterr().err
+
+
+def test_main_on_a_gpu_with_room_keeps_procs(tmp_path, fake_sweep, monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "worker_bytes", lambda cfgs, n_images: 3 * 2 ** 30)
+    monkeypatch.setattr(sweep, "free_gpu_bytes", lambda device: 79 * 2 ** 30)
+    workers = FakeWorkers([0, 0, 0])
+    monkeypatch.setattr(subprocess, "Popen", workers)
+    sweep.main(fake_sweep(tmp_path / "out", "--procs", "3", "--device", "cuda"))
+    assert [a.procs for a in workers.calls] == [3, 3, 3] and "lowered" not in capsys.readouterr().err

@@ -175,3 +175,10 @@ def test_check_without_data_says_what_to_do(tmp_path):
                            str(trained_dir), str(tmp_path / "nothing")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "could not load CIFAR-10" in proc.stderr and "Fix:" in proc.stderr
+
+
+def test_check_fails_on_weights_from_another_run(data, image_folder, tmp_path, capsys):
+    trained(data, tmp_path)
+    edit_results(tmp_path, "gn", weights_sha256="0" * 64)
+    assert report.check(image_folder, tmp_path) == 1
+    assert "ERROR: model_gn.pt and results_gn.json" in capsys.readouterr().out
