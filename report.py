@@ -644,7 +644,7 @@ def ablation_scale_table(studies=STUDIES):
     factors = res[-1]["severities"]["scale"]
     if any(r["severities"]["scale"] != factors for r in res):
         raise ValueError(f"{paths[0]} and {paths[1]} scale the pixels by different factors: rerun both")
-    to_uint8 = {r.get("to_uint8", "rounded") for r in res}  # files from before shift.py recorded it rounded
+    to_uint8 = {r.get("to_uint8", {}).get("scale", "rounded") for r in res}  # older files: rounded
     if len(to_uint8) > 1:
         raise ValueError(f"{paths[0]} and {paths[1]} turned the scaled pixels back into bytes differently "
                          f"({' and '.join(sorted(to_uint8))}): rerun both")

@@ -1,10 +1,12 @@
-"""Hand-made mutants of model.py and utils.py: each is one plausible mistake, and the suite must fail on it.
+"""Hand-made mutants of model.py, utils.py, report.py and experiments/shift.py: each is one plausible mistake,
+and the suite must fail on it.
 
     python tests/mutants.py            # every mutant, in a scratch copy of the repository (about half an hour)
     python tests/mutants.py 3 17       # only these
 
 Each mutant replaces one exact piece of code; the script applies it in a copy, runs the fast test files with
--x and reports KILLED (a test failed) or SURVIVED. Not part of `pytest tests` (too slow for every run).
+-x (the mutated file's own tests first, so a killed mutant stops early) and reports KILLED (a test failed) or
+SURVIVED. Not part of `pytest tests` (too slow for every run).
 """
 import shutil
 import subprocess
@@ -15,19 +17,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ["tests/test_recipe.py", "tests/test_model.py", "tests/test_utils.py", "tests/test_weights.py",
-         "tests/test_shift.py", "tests/test_norm_stats.py"]
+         "tests/test_shift.py", "tests/test_norm_stats.py", "tests/test_kernels.py", "tests/test_report.py"]
 
 # (file, what the mistake is, exact code, mutated code)
 MUTANTS = [
     # the model
     ("model.py", "stage 1 without its residual addition",
-     "x = self.add(x, self.C2(x))", "x = F.gelu(self.C2(x))"),
+     "x = self.end_stage(x, self.C2(x))", "x = F.gelu(self.C2(x))"),
     ("model.py", "stage 2 without its residual addition",
-     "x = self.add(x, self.C5(self.C4(x)))", "x = F.gelu(self.C5(self.C4(x)))"),
+     "x = self.end_stage(x, self.C5(self.C4(x)))", "x = F.gelu(self.C5(self.C4(x)))"),
     ("model.py", "stage 2's branch skips C4",
-     "x = self.add(x, self.C5(self.C4(x)))", "x = self.add(x, self.C5(x))"),
+     "x = self.end_stage(x, self.C5(self.C4(x)))", "x = self.end_stage(x, self.C5(x))"),
     ("model.py", "stage 3 without its residual addition",
-     "x = self.add(x, self.C9(self.C8(x)))", "x = F.gelu(self.C9(self.C8(x)))"),
+     "x = self.end_stage(x, self.C9(self.C8(x)))", "x = F.gelu(self.C9(self.C8(x)))"),
     ("model.py", "the residual switch inverted",
      "x + branch if self.residual else branch", "branch if self.residual else x + branch"),
     ("model.py", "branches do not start silent",
@@ -57,13 +59,13 @@ MUTANTS = [
      "    model.eval()\n    out = [model(", "    out = [model("),
     ("utils.py", "accuracy over the wrong axis",
      "return 100.0 * (logits.argmax(1) == y)", "return 100.0 * (logits.argmax(0)[:len(y)] == y)"),
-    ("utils.py", "flip TTA mirrors top-bottom",
+    ("report.py", "flip TTA mirrors top-bottom",
      "predict(model, data.x_test.flip(3), data, batch_size)", "predict(model, data.x_test.flip(2), data, batch_size)"),
-    ("utils.py", "batch-statistics test in eval mode",
+    ("report.py", "batch-statistics test in eval mode",
      "probe = copy.deepcopy(model).train()", "probe = copy.deepcopy(model).eval()"),
-    ("utils.py", "confusion matrix transposed",
+    ("report.py", "confusion matrix transposed",
      "torch.bincount(data.y_test * k + pred", "torch.bincount(pred * k + data.y_test"),
-    ("utils.py", "misclassified picks correct images",
+    ("report.py", "misclassified picks correct images",
      "wrong = (pred != data.y_test).nonzero()", "wrong = (pred == data.y_test).nonzero()"),
     ("utils.py", "results report the best epoch",
      '"test_acc": hist["test_acc"][-1],', '"test_acc": max(hist["test_acc"]),'),
@@ -114,9 +116,9 @@ MUTANTS = [
      "decay = [p for p in model.parameters() if p.ndim > 1]\n    free = [p for p in model.parameters() if p.ndim <= 1]",
      "decay = [p for p in model.parameters() if p.ndim >= 1]\n    free = [p for p in model.parameters() if p.ndim < 1]"),
     ("utils.py", "weight decay not passed to the optimizer",
-     "opt = sgd(model, lr, weight_decay, momentum[0])", "opt = sgd(model, lr, 5e-4, momentum[0])"),
+     "opt = sgd(model, lr, weight_decay)", "opt = sgd(model, lr, 5e-4)"),
     ("utils.py", "plain momentum instead of Nesterov",
-     "momentum=momentum, nesterov=True,", "momentum=momentum, nesterov=False,"),
+     "momentum=0.9, nesterov=True,", "momentum=0.9, nesterov=False,"),
     ("utils.py", "gradients accumulate across steps",
      "        opt.zero_grad(set_to_none=True)\n", ""),
     ("utils.py", "the schedule never steps",
@@ -137,11 +139,72 @@ MUTANTS = [
      "        lr_now = sched.get_last_lr()[0]\n        train_loss, train_acc = train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing)",
      "        train_loss, train_acc = train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing)\n        lr_now = sched.get_last_lr()[0]"),
     ("utils.py", "the seed does not seed the model",
-     "    random.seed(seed)\n    torch.manual_seed(seed)\n", "    random.seed(seed)\n"),
+     "    torch.manual_seed(seed)\n    return", "    return"),
+    # what a run leaves alone, and what follows its seed
+    ("utils.py", "the summary runs on the model itself (BN's running averages move)",
+     "probe = copy.deepcopy(model).eval()", "probe = model"),
+    ("utils.py", "the summary draws from the global generator",
+     "    with torch.random.fork_rng(devices=[]):  # torchsummary", "    if True:  # torchsummary"),
+    ("utils.py", "subsets ignore the seed",
+     "    gen = torch.Generator().manual_seed(seed)\n    x_train, y_train = _subset(",
+     "    gen = torch.Generator().manual_seed(0)\n    x_train, y_train = _subset("),
+    ("utils.py", "seeded picks ignore the seed",
+     "torch.randperm(n, generator=torch.Generator().manual_seed(seed))", "torch.randperm(n, generator=torch.Generator().manual_seed(0))"),
+    ("utils.py", "the data order drawn from the global generator",
+     "order = torch.randperm(n, generator=gen).to(dev)", "order = torch.randperm(n).to(dev)"),
+    ("utils.py", "the crops drawn from the global generator",
+     "draws[s, :, 2] = torch.rand(n, generator=gen) < 0.5", "draws[s, :, 2] = torch.rand(n) < 0.5"),
+    ("utils.py", "predict leaves the model in eval mode",
+     "    model.train(was_training)\n", ""),
+    # the CPU kernels
+    ("utils.py", "the pin sets no instruction set",
+     "    os.environ.update(PIN_ENV)\n", ""),
+    ("utils.py", "the pin leaves the thread count",
+     "    torch.set_num_threads(threads)\n", ""),
+    ("utils.py", "the pin is not checked",
+     "    if off:\n        raise RuntimeError", "    if False:\n        raise RuntimeError"),
+    ("utils.py", "the pin is not recorded",
+     '    _KERNELS["pinned"] = True\n', ""),
+    ("utils.py", "MKL's kernels taken on trust",
+     "mkl=said(mkl, torch.backends.mkl)", "mkl=None"),
+    ("utils.py", "choose_kernels ignores pin_cpu",
+     "return pin_kernels() if pin_cpu else cpu_kernels()", "return pin_kernels()"),
+    # saving and loading runs
+    ("utils.py", "a diverged run writes bare NaN",
+     "return json.dumps(clean(obj), indent=indent, allow_nan=False)", "return json.dumps(obj, indent=indent)"),
+    ("utils.py", "a results file of another run loads silently",
+     "raise ValueError(f\"{path.name} and {results.name}", "print(f\"{path.name} and {results.name}"),
+    ("utils.py", "the weights' hash not recorded",
+     '    res["weights_sha256"] = _sha256(pt.read_bytes())\n', ""),
+    ("report.py", "per-class accuracy reads columns as the true class",
+     "round(100 * counts[k] / sum(counts), 2)", "round(100 * confusion[k][k] / sum(r[k] for r in confusion), 2)"),
     ("utils.py", "a diverged run trains on for all its epochs",
      "        if not math.isfinite(train_loss):", "        if False:"),
     ("utils.py", "any run stops after its first epoch",
      "        if not math.isfinite(train_loss):", "        if math.isfinite(train_loss):"),
+    # the corruption study
+    ("experiments/shift.py", "bytes not clipped (1.02 wraps to 4)",
+     "return x.clamp(0, 1).mul(255).trunc().to(torch.uint8)", "return x.mul(255).trunc().to(torch.uint8)"),
+    ("experiments/shift.py", "bytes rounded, not truncated as CIFAR-10-C",
+     "x.clamp(0, 1).mul(255).trunc()", "x.clamp(0, 1).mul(255).round()"),
+    ("experiments/shift.py", "the blur reflects at the edges (torchvision's padding)",
+     'mode="replicate")', 'mode="reflect")'),
+    ("experiments/shift.py", "the blur along the rows only",
+     "blur_along(blur_along(as_float(x), kernel, 2), kernel, 3)", "blur_along(as_float(x), kernel, 2)"),
+    ("experiments/shift.py", "contrast towards the whole image's mean, not each channel's",
+     "x.flatten(2).cumsum(-1)[..., -1:].div(h * w).view(n, channels, 1, 1)", "x.flatten(1).mean(-1).view(n, 1, 1, 1)"),
+    ("experiments/shift.py", "noise from the global generator, not the seed",
+     "torch.randn(x.shape, generator=gen, dtype=torch.float64)", "torch.randn(x.shape, dtype=torch.float64)"),
+    ("experiments/shift.py", "noise left on the CPU",
+     "dtype=torch.float64).to(x.device)", "dtype=torch.float64)"),
+    ("experiments/shift.py", "BN's test batches leave a short last batch",
+     "BN_BATCH = 250", "BN_BATCH = 256"),
+    ("experiments/shift.py", "bn_batch_stats on the running averages",
+     'predict(*models["bn"], x, data, batch_stats=True, seed=seed)', 'predict(*models["bn"], x, data, seed=seed)'),
+    ("experiments/shift.py", "inputs standardized with the loaded data's statistics, not the model's",
+     "    as_trained = report.as_trained(data, stats)\n", "    as_trained = data\n"),
+    ("experiments/shift.py", "--models without --out overwrites the committed results",
+     "        if args.models:\n            ap.error(", "        if False:\n            ap.error("),
 ]
 
 
@@ -155,8 +218,9 @@ def run(k, scratch):
     path.write_text(source.replace(old, new))
     try:
         t0 = time.perf_counter()
+        own_first = sorted(TESTS, key=lambda t: Path(t).stem != f"test_{Path(file).stem}")  # -x: stops sooner
         proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                               "-k", "not committed", *TESTS],
+                               "-k", "not committed", *own_first],
                               cwd=scratch, capture_output=True, text=True, timeout=900)
         return proc.returncode != 0, time.perf_counter() - t0
     finally:
