@@ -220,8 +220,7 @@ def layer_table(folder=IMAGES, size=32):
     models["bn"].eval()(torch.zeros(1, 3, size, size))
     for h in hooks:
         h.remove()
-    rows = header("layer", "what", "channels", "output", "receptive field", "params BN", "GN", "LN")
-    rf, jump = 1, 1
+    rows, rf, jump = [], 1, 1
     for name, layer in models["bn"].named_children():
         cin, out = shapes[name]
         if isinstance(layer, torch.nn.MaxPool2d):
@@ -236,13 +235,16 @@ def layer_table(folder=IMAGES, size=32):
             rf += 2 * jump
             conv = "3x3 conv" if isinstance(layer[0], torch.nn.Conv2d) else "depthwise 3x3 + pointwise 1x1"
             what = conv + ", norm" + (", GELU" if len(layer) > 2 else " (GELU after the add)")
-        params = [sum(p.numel() for p in getattr(models[n], name).parameters()) for n in HEADLINE]
+        params = [f"{sum(p.numel() for p in getattr(models[n], name).parameters()):,}" for n in HEADLINE]
         whole = name in ("GAP", "C10")
-        rows.append(row(name, [what, f"{cin}→{out[1]}", "1x1" if whole else f"{out[2]}x{out[3]}",
-                               "all" if whole else f"{rf}x{rf}"] + [f"{p:,}" for p in params]))
-    totals = [sum(p.numel() for p in m.parameters()) for m in models.values()]
-    rows.append(row("**total**", ["", "", "", ""] + [f"**{t:,}**" for t in totals]))
-    return "\n".join(rows)
+        rows.append([name, what, f"{cin}→{out[1]}", "1x1" if whole else f"{out[2]}x{out[3]}",
+                     "all" if whole else f"{rf}x{rf}", *params])
+    rows.append(["**total**", "", "", "", "", *(f"**{sum(p.numel() for p in m.parameters()):,}**" for m in models.values())])
+    norms = ["params BN", "GN", "LN"]
+    if all(r[-2] == r[-1] for r in rows):  # GN and LN alike in every layer: one column for both
+        rows, norms = [r[:-1] for r in rows], ["params BN", "GN, LN"]
+    return "\n".join(header("layer", "what", "channels", "output", "receptive field", *norms) +
+                     [row(r[0], r[1:]) for r in rows])
 
 
 def recipe_runs(tuning_dir):

@@ -131,8 +131,13 @@ def test_architecture_table_builds_each_variant_as_its_run_did(tmp_path):
     write_result(tmp_path, "bn", groups=4, norm_1x1=True)
     table = report.layer_table(tmp_path)
     bn, plain = count_params(Net("bn", norm_1x1=True)), count_params(Net("gn"))
-    assert bn > plain and f"| **total** | | | | | **{bn:,}** | **{plain:,}** | **{plain:,}** |" in table
+    assert bn > plain and f"| **total** | | | | | **{bn:,}** | **{plain:,}** |" in table
     assert "| c3 | 1x1 conv (+ norm, GELU in BN) | 16→24 |" in table
+    assert table.startswith("| layer | what | channels | output | receptive field | params BN | GN, LN |")
+    write_result(tmp_path, "ln", groups=4, norm_1x1=True)  # LN built unlike GN: a column each
+    table = report.layer_table(tmp_path)
+    assert table.startswith("| layer | what | channels | output | receptive field | params BN | GN | LN |")
+    assert f"| **total** | | | | | **{bn:,}** | **{plain:,}** | **{count_params(Net('ln', norm_1x1=True)):,}** |" in table
 
 
 def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
