@@ -197,15 +197,18 @@ def per_class_acc(confusion, classes=CLASSES):
 
 # ----------------------------------------------------------------------------- the headline (README.md)
 
-def results_table(folder=IMAGES):
-    """Final-epoch train and test accuracy, size and time of each run in folder."""
+def results_table(folder=IMAGES, timing=True):
+    """Final-epoch train and test accuracy, size and (timing: minutes, median seconds per epoch) time of each run in
+    folder. Runs timed on different machines or beside other runs compare badly: the speed study times them in turns."""
     res = load_results(folder)
     if not res:
         return "_No results yet: run the three notebooks._"
-    rows = header("model", "train acc %", "test acc %", "params", "epochs", "minutes", "s per epoch (median)")
-    rows += [row(f"{NORM_NAMES[n]} ({n.upper()})", [f"{r['train_acc']:.2f}", f"**{r['test_acc']:.2f}**",
-                                                    f"{r['params']:,}", str(r["epochs"]), f"{r['minutes']:.1f}",
-                                                    f"{epoch_seconds(r):.1f}"]) for n, r in res.items()]
+    rows = header("model", "train acc %", "test acc %", "params", "epochs",
+                  *(("minutes", "s per epoch (median)") if timing else ()))
+    for n, r in res.items():
+        time = [f"{r['minutes']:.1f}", f"{epoch_seconds(r):.1f}"] if timing else []
+        rows.append(row(f"{NORM_NAMES[n]} ({n.upper()})", [f"{r['train_acc']:.2f}", f"**{r['test_acc']:.2f}**",
+                                                           f"{r['params']:,}", str(r["epochs"]), *time]))
     return "\n".join(rows)
 
 
@@ -275,14 +278,13 @@ def is_recipe(cfg, config):
 
 
 def findings_table(folder=IMAGES, studies=STUDIES):
-    """The numbers behind the findings, one column per norm: seeds, learning speed, batch statistics, cost."""
+    """The numbers behind the findings, one column per norm: seeds, validation, learning speed, batch statistics."""
     res = load_results(folder)
     if not res:
         return "_No results yet: run the three notebooks._"
     seeds = {n: seed_runs(n, folder, studies) for n in res}
     rows = header("", *(f"{NORM_NAMES[n]} ({n.upper()})" for n in res))
     add = lambda label, fmt: rows.append(row(label, [fmt(n, r) for n, r in res.items()]))
-    add("test acc %, seed 0 (headline)", lambda n, r: f"{r['test_acc']:.2f}")
     if any(len(runs) > 1 for runs in seeds.values()):
         labels = sorted({r["seed"] for runs in seeds.values() for r in runs})
         add(f"test acc %, mean (range) over seeds {', '.join(map(str, labels))}",
@@ -295,20 +297,14 @@ def findings_table(folder=IMAGES, studies=STUDIES):
     if best:
         add("validation acc %, recipe search: mean (range) over n seeds", lambda n, r: "-" if n not in best else
             f"{spread([x['val_acc'] for x in best[n]])}, n={len(best[n])}")
-    add("train acc % - test acc % (seed 0)", lambda n, r: f"{r['train_acc'] - r['test_acc']:+.2f}")
-    add("test acc % after epoch 1 / 5 / 10 / 15", lambda n, r: " / ".join(
-        f"{r['history']['test_acc'][e - 1]:.2f}" for e in (1, 5, 10, 15) if e <= r["epochs"]))
+    add("test acc % after epoch 1 / 5 (seed 0)", lambda n, r: " / ".join(
+        f"{r['history']['test_acc'][e - 1]:.2f}" for e in (1, 5) if e <= r["epochs"]))
     sizes = list(next(iter(res.values())).get("batch_stats_acc", {}))
     if sizes:
         def by_size(n, r):
             accs = [f"{r['batch_stats_acc'][s]:.2f}" for s in sizes]
             return f"{accs[0]} at every size" if len(set(accs)) == 1 else " / ".join(accs)
         add(f"test acc % when the norms use statistics of test batches of {' / '.join(sizes)}", by_size)
-    bench = Path(studies) / "bench_norms.json"
-    if bench.exists():
-        b = json.loads(bench.read_text())
-        add("train / eval time per image vs BN (timed alternately)", lambda n, r: "-" if n not in b["train_ips"] else
-            f"{time_ratio(b['train_ips'], 'bn', n):.2f}x / {time_ratio(b['eval_ips'], 'bn', n):.2f}x")
     return "\n".join(rows)
 
 
@@ -424,13 +420,18 @@ def kernels(result):
     return f"{isa}, {k['threads']} threads, {'pinned' if k['pinned'] else 'not pinned'}"
 
 
-def provenance(folders, root=ROOT):
-    """Which data, hardware, torch and seed produced each results file in folders."""
-    rows = header("model", "results file", "data", "hardware", "kernels", "torch", "seed")
+def provenance(folders, root=ROOT, short=False):
+    """Which data, hardware, kernels, torch and seed produced each results file in folders (short: hardware,
+    kernels and seed only, for a page that states the data and torch once)."""
+    cols = ("results file", "hardware", "kernels", "seed") if short else (
+        "results file", "data", "hardware", "kernels", "torch", "seed")
+    rows = header("model", *cols)
     for d in folders:
         where = Path(os.path.relpath(d, root)).as_posix()
-        rows += [row(NORM_NAMES[n], [f"`{where}/results_{n}.json`", r["data"], r["device"], kernels(r), r["torch"],
-                                     str(r["seed"])]) for n, r in load_results(d).items()]
+        for n, r in load_results(d).items():
+            cells = {"results file": f"`{where}/results_{n}.json`", "data": r["data"], "hardware": r["device"],
+                     "kernels": kernels(r), "torch": r["torch"], "seed": str(r["seed"])}
+            rows.append(row(NORM_NAMES[n], [cells[c] for c in cols]))
     return "\n".join(rows)
 
 
@@ -720,7 +721,9 @@ def shift_table(studies=STUDIES):
         return (f"{NORM_NAMES.get(info['norm'], info['norm'])}"
                 f"{'' if config.get('residual', True) else ', no residual additions'}{lr}, seed {info['seed']}")
     sets = sum(len(v) - 1 for v in next(iter(acc.values())).values())
-    rows = [f"Data: {res['data']}; {res['device']}, torch {res['torch']}; seed {res['seed']}.", "",
+    made = ("corrupted as CIFAR-10-C's code does" if "to_uint8" in res else "made by shift.py before its corruptions "
+            "matched CIFAR-10-C's code (bytes rounded, not truncated; the blur padded by reflection)")
+    rows = [f"Data: {res['data']}; {res['device']}, torch {res['torch']}; seed {res['seed']}; {made}.", "",
             *header("model", "clean test acc %", f"mean over the {sets} corrupted test sets", "worst corruption (mean of its 5)")]
     for m, per in acc.items():
         clean = next(iter(per.values()))[0]
@@ -737,9 +740,9 @@ def shift_table(studies=STUDIES):
 # ----------------------------------------------------------------------------- writing
 
 def readme_tables(images=IMAGES, studies=STUDIES, root=ROOT):
-    return {"results": results_table(images), "architecture": layer_table(images),
+    return {"results": results_table(images, timing=False), "architecture": layer_table(images),
             "per-class": per_class_table(images), "findings": findings_table(images, studies),
-            "hardware": provenance([images], root)}
+            "hardware": provenance([images], root, short=True)}
 
 
 def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):

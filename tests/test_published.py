@@ -17,7 +17,7 @@ IMAGES, STUDIES = report.IMAGES, report.STUDIES
 NOTEBOOKS = {"bn": "S8_BN.ipynb", "gn": "S8_GN.ipynb", "ln": "S8_LN.ipynb"}
 # (results folder, folder of its executed notebooks): the headline's notebooks are the top-level ones
 SEPARABLE = STUDIES / report.SEPARABLE
-SEED_FOLDERS = [STUDIES / d for d in report.SEEDS]
+SEED_FOLDERS = [STUDIES / d for d in report.SEEDS if (STUDIES / d).is_dir()]  # seed 1, 2, ... as committed
 FOLDERS = [(IMAGES, ROOT)] + [(d, d) for d in (*SEED_FOLDERS, SEPARABLE, SEPARABLE / report.SEED1)]
 RUNS = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n, nb / NOTEBOOKS[n]) for d, nb in FOLDERS for n in NOTEBOOKS}
 # the ablation runs: one notebook per results file, beside it (S8_none.ipynb for the runs without normalization)
@@ -78,9 +78,14 @@ def test_readme_tables_regenerate_byte_for_byte(page, tables):
 
 def test_readme_is_one_short_report_with_the_figures_early():
     text = (ROOT / "README.md").read_text()
-    assert len(text.split()) <= 2500, "the README is a short report: move long studies to experiments/README.md"
+    assert len(text.split()) <= 1800, "the README is a short report: move long studies to experiments/README.md"
     first_figure = next(i for i, line in enumerate(text.splitlines(), 1) if re.search(r"!\[|<img ", line))
-    assert first_figure <= 150
+    assert first_figure <= 100
+    findings = text.split("## Findings about normalization")[1].split("\n## ")[0]
+    bullets = re.findall(r"(?ms)^- \*\*.*?(?=^- |^\s*$)", findings)
+    assert 1 <= len(bullets) <= 6, "at most six findings: the rest belong to the studies"
+    for bullet in bullets:
+        assert len(bullet.split()) <= 65 and re.search(r"\]\([^)]+\)\)?\.?\s*$", bullet), bullet[:60]
     study = text.index("## Studies")
     for png in ["comparison"] + [f"{kind}_{n}" for kind in ("curves", "misclassified") for n in NOTEBOOKS]:
         assert -1 < text.find(f"images/{png}.png") < study, png  # every graph and grid before the studies
@@ -173,11 +178,20 @@ def test_every_committed_json_file_is_strict_json():
             json.loads(text, parse_constant=lambda c: pytest.fail(f"{path.relative_to(ROOT)} holds {c}"))
 
 
+def avx2_on_two_threads(result):
+    """Whether a run used AVX2 kernels on 2 threads: pinned (its kernels record says so) or, in a file from before
+    runs recorded their kernels, on a CPU whose widest instructions are AVX2 (its hardware string names them)."""
+    k = result.get("kernels")
+    if k:
+        return k["pinned"] and k["aten"] == "AVX2" and k["onednn"] in ("Intel AVX2", None) and k["threads"] == 2
+    return "(AVX2)" in result["device"] and result["device"].endswith(", 2 torch threads")
+
+
 @pytest.mark.parametrize("norm", NOTEBOOKS)
 def test_the_headline_and_its_seeds_are_runs_of_one_kind(norm):
-    """Seeds 0, 1 and 2 of a notebook: its recipe, its seed, one CPU with the kernels pinned, the same data."""
+    """Seeds 0, 1, ... of a notebook: its recipe, its seed, AVX2 kernels on 2 threads, the same torch and data."""
     runs = [utils.load_results(d)[norm] for d in (IMAGES, *SEED_FOLDERS)]
-    assert [r["seed"] for r in runs] == [0, 1, 2]
+    assert len(runs) >= 2 and [r["seed"] for r in runs] == list(range(len(runs)))
     assert all(r["config"] == runs[0]["config"] for r in runs)
-    assert all(r["kernels"]["pinned"] and r["kernels"]["aten"] == "AVX2" and r["kernels"]["threads"] == 2 for r in runs)
-    assert len({(r["device"], r["torch"], r["data"], r["test_data_sha256"]) for r in runs}) == 1
+    assert all(avx2_on_two_threads(r) for r in runs), [r["device"] for r in runs]
+    assert len({(r["torch"], r["data"], r["test_data_sha256"]) for r in runs}) == 1

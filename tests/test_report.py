@@ -84,13 +84,10 @@ def test_findings_average_the_validation_runs_of_exactly_the_notebook_recipe(tmp
                                                      run("lr=0.4", 90.0, 0, lr=0.4)])
     write_jsonl(studies / "tuning" / "cpu_sweep2", [  # more seeds, but not the notebook's recipe: left out
         run("lr=0.2,act=relu", 70.0, s, act="relu") for s in range(3)] + [run("x", 79.0, 2, block="full")])
-    bench = {"train_ips": {"bn": [1000, 500]}, "eval_ips": {"bn": [3000, 1500]}}
-    (studies / "bench_norms.json").write_text(json.dumps(bench))
     text = report.findings_table(images, studies)
     assert "| validation acc %, recipe search: mean (range) over n seeds | 80.33 (79.00-82.00), n=3 | - |" in text
-    assert "| train / eval time per image vs BN (timed alternately) | 1.00x / 1.00x | - |" in text  # LN not timed
     assert "| 10.00 / 80.00 | 81.50 at every size |" in text  # batch statistics: LN never looks across images
-    assert "| test acc % after epoch 1 / 5 / 10 / 15 | 45.00 |" in text  # a 2-epoch run has only epoch 1
+    assert "| test acc % after epoch 1 / 5 (seed 0) | 45.00 |" in text  # a 2-epoch run has only epoch 1
 
 
 def test_speed_table_comes_from_the_benchmark_file(tmp_path):
@@ -267,3 +264,10 @@ def test_the_hardware_table_names_the_kernels_each_run_recorded(tmp_path):
     table = report.provenance([tmp_path / "old", tmp_path / "new"], tmp_path)
     assert "| `old/results_bn.json` | folder | cpu | not recorded | 2 | 0 |" in table
     assert "| `new/results_gn.json` | folder | cpu | AVX2 / Intel AVX2 / AVX2, 2 threads, pinned | 2 | 0 |" in table
+
+
+def test_the_readme_hardware_table_is_the_short_one(tmp_path):
+    write_result(tmp_path / "images", "bn")
+    table = report.readme_tables(tmp_path / "images", tmp_path / "experiments", tmp_path)["hardware"]
+    assert table.splitlines()[:3] == ["| model | results file | hardware | kernels | seed |", "|---|---|---|---|---|",
+                                      "| Batch Norm | `images/results_bn.json` | cpu | not recorded | 0 |"]
