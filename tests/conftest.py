@@ -28,6 +28,15 @@ def make_image_folder(root, n_train=12, n_test=6, size=32, seed=0):
     return Path(root)
 
 
+def jiggled(model, seed=0):
+    """model with every parameter moved off its init (the zero-started branch scales too), in place."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return model
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
     return make_image_folder(tmp_path_factory.mktemp("cifar") / "cifar10")

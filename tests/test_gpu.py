@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 import utils
-from conftest import ROOT
+from conftest import ROOT, jiggled
 from model import Net
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -54,15 +54,6 @@ def test_the_global_average_pool_reaches_mean_not_the_adaptive_pooling_kernel(fm
 
 
 # ----------------------------------------------------------------------------- CUDA against the CPU
-
-def jiggled(model, seed=0):
-    """model with every parameter moved off its init, so the zero-started branches take part from the first step."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
-    return model
-
 
 def one_step(norm, data, device, fmt=None):
     """One SGD step of utils.train (64 of the 120 images, seeded draws) and an evaluation, on `device` with the

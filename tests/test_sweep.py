@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import ROOT
+from conftest import ROOT, jiggled
 from model import Net
 
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -29,15 +29,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def jiggled(model, seed=0):
-    """model with every parameter moved off its init (the zero-started branch scales too), in place."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
-    return model
 
 
 @pytest.mark.parametrize("kwargs", KWARGS)
