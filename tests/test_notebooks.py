@@ -48,7 +48,8 @@ def test_notebook_runs_headless(norm, image_folder, tmp_path, clean_env):
                         parameters=dict(epochs=2, batch_size=32, data_root=str(image_folder),
                                         out_dir=str(images), device="cpu", seed=1,
                                         whiten=norm == "bn",  # off in all three notebooks: run its branch once
-                                        block="separable" if norm == "ln" else "full"))  # likewise
+                                        block="separable" if norm == "ln" else "full",  # likewise
+                                        pin_cpu=norm != "gn"))  # and the pin's off switch
     nb = nbformat.read(out_nb, as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     final = [line for line in text.splitlines() if line.startswith(f"FINAL {norm}:")]
@@ -56,6 +57,7 @@ def test_notebook_runs_headless(norm, image_folder, tmp_path, clean_env):
     assert final == [f"FINAL {norm}: train_acc={res['train_acc']:.2f}% test_acc={res['test_acc']:.2f}% "
                      f"params={res['params']} epochs=2"]
     assert res["config"]["whiten"] is (norm == "bn")
+    assert res["kernels"]["pinned"] is (norm != "gn") and (", pinned)" in res["device"]) is (norm != "gn")
     assert res["config"]["block"] == ("separable" if norm == "ln" else "full")
     config = report.model_config(res)
     assert set(config) == {"groups", "widths", "block", "norm_1x1", "residual"}  # the results say how it was built
