@@ -182,3 +182,16 @@ def test_check_fails_on_weights_from_another_run(data, image_folder, tmp_path, c
     edit_results(tmp_path, "gn", weights_sha256="0" * 64)
     assert report.check(image_folder, tmp_path) == 1
     assert "ERROR: model_gn.pt and results_gn.json" in capsys.readouterr().out
+
+
+def test_new_weights_beside_an_old_results_file_are_refused(data, tmp_path):
+    """The interruption the pair guards against: a run's weights renamed in, its results file not yet."""
+    import hashlib
+    _, res = trained(data, tmp_path)
+    path = tmp_path / "model_gn.pt"
+    assert res["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"]["C10.bias"] += 1  # the same network, other weights
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="come from different runs"):
+        utils.load_model(path)
