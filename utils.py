@@ -1,4 +1,5 @@
 """Data, augmentation, the train and test loops, CPU kernels, and saving and loading runs, for the S8 notebooks."""
+import contextlib
 import copy
 import dataclasses
 import json
@@ -87,15 +88,16 @@ _KERNELS = {}    # what cpu_kernels() read, once per process: oneDNN and MKL nam
 
 
 def _verbose_lines():
-    """What oneDNN and MKL write, from C to the process's stdout, about one conv and one matmul (constant tensors,
-    so no random number is drawn)."""
+    """What oneDNN and MKL (where built in) write from C about one conv and one matmul of constant tensors."""
     sys.stdout.flush()
     x = torch.ones(2, 16, 8, 8).contiguous(memory_format=torch.channels_last)
     with tempfile.TemporaryFile() as f:
         saved = os.dup(1)
         os.dup2(f.fileno(), 1)  # C code writes to file descriptor 1, not to sys.stdout
         try:
-            with torch.backends.mkldnn.verbose(1), torch.backends.mkl.verbose(1):
+            with contextlib.ExitStack() as verbose:  # a library torch was built without has no verbose mode
+                for lib in (b for b in (torch.backends.mkldnn, torch.backends.mkl) if b.is_available()):
+                    verbose.enter_context(lib.verbose(1))
                 F.conv2d(x, torch.ones(16, 16, 3, 3).contiguous(memory_format=torch.channels_last), padding=1)
                 torch.ones(64, 64) @ torch.ones(64, 64)
         finally:
@@ -590,8 +592,7 @@ def load_model(path, device="cpu"):
 
 
 def load_results(out_dir="images"):
-    """{norm: results} for every results_<norm>.json present, in bn, gn, ln order. A history's null (a NaN when
-    written) reads back as NaN."""
+    """{norm: results} for every results_<norm>.json present, in bn, gn, ln order; a history's null reads as NaN."""
     found = {n: Path(out_dir) / f"results_{n}.json" for n in NORM_NAMES}
     results = {n: json.loads(p.read_text()) for n, p in found.items() if p.exists()}
     for r in (r for r in results.values() if "history" in r):

@@ -93,3 +93,11 @@ def test_the_kernel_probe_draws_no_random_number():
                                   "print('RESULT', json.dumps(bool(torch.equal(state, torch.get_rng_state()))))")
     assert code == 0, err
     assert result(out) is True
+
+
+def test_a_torch_without_mkl_or_onednn_is_probed_without_their_verbose_modes():
+    code, out, err = fresh_python("torch.backends.mkl.is_available = lambda: False\n"
+                                  "torch.backends.mkldnn.is_available = lambda: False\n"
+                                  "KERNELS = utils.cpu_kernels()\n" + REPORT)
+    assert code == 0, err
+    assert result(out)["onednn"] is None and result(out)["mkl"] is None
