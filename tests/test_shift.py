@@ -322,6 +322,8 @@ def test_the_script_pins_the_kernels_before_anything_runs(image_folder, tmp_path
 def test_the_committed_results_cover_every_model_corruption_and_severity():
     res = json.loads((report.STUDIES / "shift" / "results.json").read_text())
     assert res["severities"] == shift.SEVERITIES
+    assert (res["bn_batch_size"], res["to_uint8"]) == (shift.BN_BATCH, shift.TO_UINT8)  # made by this code
+    assert res["kernels"]["pinned"] and res["kernels"]["aten"] == "AVX2"
     assert set(res["accuracy"]) == set(shift.MODELS)
     for m, per in res["accuracy"].items():
         assert set(per) == set(NAMES) and all(len(v) == 6 for v in per.values())
