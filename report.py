@@ -46,10 +46,10 @@ def as_trained(data, stats):
     return replace(data, mean=stat("mean"), std=stat("std"))
 
 
-def seed_runs(norm, folder=IMAGES, studies=STUDIES):
-    """The headline notebook of `norm` under every seed committed: seed 0 in folder, the others in SEEDS."""
-    runs = [load_results(d).get(norm) for d in (folder, *(Path(studies) / s for s in SEEDS))]
-    return [r for r in runs if r]
+def seed_runs(folder=IMAGES, studies=STUDIES):
+    """{norm: its headline notebook's results under every seed committed}: seed 0 in folder, the others in SEEDS."""
+    found = [load_results(d) for d in (folder, *(Path(studies) / s for s in SEEDS))]
+    return {n: [res[n] for res in found if n in res] for n in NORM_NAMES}
 
 
 def spread(values):
@@ -282,7 +282,7 @@ def findings_table(folder=IMAGES, studies=STUDIES):
     res = load_results(folder)
     if not res:
         return "_No results yet: run the three notebooks._"
-    seeds = {n: seed_runs(n, folder, studies) for n in res}
+    seeds = seed_runs(folder, studies)
     rows = header("", *(f"{NORM_NAMES[n]} ({n.upper()})" for n in res))
     add = lambda label, fmt: rows.append(row(label, [fmt(n, r) for n, r in res.items()]))
     if any(len(runs) > 1 for runs in seeds.values()):
@@ -440,8 +440,7 @@ def provenance(folders, root=ROOT, short=False):
 def seeds_table(folder=IMAGES, studies=STUDIES):
     """Each headline notebook under every committed seed: final test accuracy per seed, mean and range, and the
     train-test gap."""
-    runs = {n: seed_runs(n, folder, studies) for n in HEADLINE}
-    runs = {n: rs for n, rs in runs.items() if len(rs) > 1}
+    runs = {n: rs for n, rs in seed_runs(folder, studies).items() if n in HEADLINE and len(rs) > 1}
     if not runs:
         return "_No results for other seeds yet._"
     labels = [r["seed"] for r in next(iter(runs.values()))]

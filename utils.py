@@ -574,7 +574,7 @@ def load_model(path, device="cpu"):
     beside it must be its own run's: one from another run is an error, not a silent mismatch."""
     from model import Net
     path, results = Path(path), results_beside(path)
-    raw = path.read_bytes()
+    digest = _sha256(path.read_bytes())
     ckpt = torch.load(path, map_location=device, weights_only=True)
     res = json.loads(results.read_text()) if results.exists() else None
     if "state_dict" not in ckpt:  # a bare state_dict, as saved before: its results file says how it was built
@@ -582,7 +582,7 @@ def load_model(path, device="cpu"):
             raise FileNotFoundError(f"{results} not found: {path.name} holds only weights and needs the results file "
                                     "written beside it, whose config says how the network was built")
         ckpt = {"net": net_config(res), "state_dict": ckpt}
-    if res is not None and (net_config(res) != ckpt["net"] or res.get("weights_sha256", _sha256(raw)) != _sha256(raw)):
+    if res is not None and (net_config(res) != ckpt["net"] or res.get("weights_sha256", digest) != digest):
         raise ValueError(f"{path.name} and {results.name} in {path.parent} come from different runs (was a run "
                          f"interrupted while saving?): the weights say {ckpt['net']}, the results file "
                          f"{net_config(res)}. Rerun the notebook, or keep the two files of one run together")
