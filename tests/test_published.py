@@ -195,3 +195,12 @@ def test_the_headline_and_its_seeds_are_runs_of_one_kind(norm):
     assert all(r["config"] == runs[0]["config"] for r in runs)
     assert all(avx2_on_two_threads(r) for r in runs), [r["device"] for r in runs]
     assert len({(r["torch"], r["data"], r["test_data_sha256"]) for r in runs}) == 1
+
+
+def test_the_ranking_finding_quotes_the_committed_seeds():
+    runs = report.seed_runs(IMAGES, STUDIES)  # {norm: [seed 0, seed 1, ...]}
+    count = {2: "two", 3: "three", 4: "four"}[len(runs["bn"])]
+    gap = min(r["test_acc"] for r in runs["bn"]) - max(r["test_acc"] for n in ("gn", "ln") for r in runs[n])
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert f"BN's worse of {count} seeds beats the others' better one" in text
+    assert f"BN's worse of {count} seeds beats GN's and LN's better one by {gap:.2f} points" in text
