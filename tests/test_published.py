@@ -204,3 +204,11 @@ def test_the_ranking_finding_quotes_the_committed_seeds():
     text = " ".join((ROOT / "README.md").read_text().split())
     assert f"BN's worse of {count} seeds beats the others' better one" in text
     assert f"BN's worse of {count} seeds beats GN's and LN's better one by {gap:.2f} points" in text
+
+
+def test_the_headline_bn_model_counted_only_its_training_steps():
+    """No forward pass outside training (a model summary, say) moved BN's running averages or its batch count."""
+    r = utils.load_results(IMAGES)["bn"]
+    model = utils.load_model(IMAGES / "model_bn.pt")
+    counts = {m.num_batches_tracked.item() for m in model.modules() if hasattr(m, "num_batches_tracked")}
+    assert counts == {r["epochs"] * (50_000 // r["config"]["batch_size"])}  # 20 epochs of 390 full batches
