@@ -5,12 +5,10 @@ experiments/README.md from the committed results: each sits between <!-- name:st
 markers and is rebuilt from the results files, the benchmark files and model.py; the prose around them stays.
 `python report.py --check` evaluates the committed models against their results files.
 """
-import copy
 import inspect
 import json
 import math
 import os
-from dataclasses import replace
 from pathlib import Path
 from statistics import median
 
@@ -37,13 +35,6 @@ DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for resu
 def model_config(result):
     """Net keyword arguments recorded in a results file, norm aside (none: Net's defaults)."""
     return {k: v for k, v in utils.net_config({"norm": None, **result}).items() if k != "norm"}
-
-
-def as_trained(data, stats):
-    """data, normalizing with the mean and std a model was trained with (`stats`: its results file or checkpoint),
-    whichever copy of the images is loaded now."""
-    stat = lambda k: torch.tensor(stats[k], dtype=torch.float32, device=data.x_test.device).view(1, 3, 1, 1)
-    return replace(data, mean=stat("mean"), std=stat("std"))
 
 
 def seed_runs(folder=IMAGES, studies=STUDIES):
@@ -74,125 +65,6 @@ def row(label, cells):
 
 def header(*cols):
     return [row(cols[0], cols[1:]), "|---" * len(cols) + "|"]
-
-
-# ----------------------------------------------------------------------------- what a trained model gets right (the notebooks report it)
-
-def test_flip_tta(model, data, batch_size=utils.EVAL_BATCH):
-    """Accuracy % when each test image's logits are averaged with its mirror's (an extra, not the headline)."""
-    logits = utils.predict(model, data.x_test, data, batch_size)
-    logits = logits + utils.predict(model, data.x_test.flip(3), data, batch_size)  # mirrored left-right
-    return utils.accuracy(logits, data.y_test)
-
-
-def confusion_matrix(model, data, batch_size=utils.EVAL_BATCH):
-    """Test-set counts as 10 lists of 10: rows the true class, columns the predicted one (CLASSES order)."""
-    pred = utils.predict(model, data.x_test, data, batch_size).argmax(1)
-    k = len(data.classes)
-    return torch.bincount(data.y_test * k + pred, minlength=k * k).view(k, k).tolist()
-
-
-@torch.no_grad()
-def batch_stats_predict(model, x, data, batch_size, seed=0):
-    """Logits for uint8 images x when the norm layers use the statistics of the batch at hand, in x's order.
-
-    Batches are a seeded shuffle of x (the stored order may be sorted by class), so BN's batch statistics mix
-    classes; GN and LN never look across images. Runs on a copy in train mode: the model and its running
-    averages stay as they are.
-    """
-    probe = copy.deepcopy(model).train()
-    order = utils.seeded_order(len(x), seed, x.device)
-    shuffled = torch.cat([probe(data.normalize(x[order[i:i + batch_size]])).float()
-                          for i in range(0, len(x), batch_size)])
-    return torch.empty_like(shuffled).index_copy_(0, order, shuffled)
-
-
-def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000), seed=0):
-    """Test accuracy % per batch size when the norm layers use the statistics of the batch (batch_stats_predict)."""
-    acc = {}
-    for bs in sizes:
-        logits = batch_stats_predict(model, data.x_test, data, bs, seed)
-        acc[str(bs)] = round(utils.accuracy(logits, data.y_test), 2)
-    return acc
-
-
-# ----------------------------------------------------------------------------- a run's figures (the notebooks draw them)
-
-def save_fig(fig, out_dir, name):
-    """Write fig to <out_dir>/<name> (out_dir None: only return it, for the notebook to show)."""
-    if out_dir is not None:
-        utils._atomic_write(Path(out_dir) / name, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)  # the notebook still shows the returned figure, once
-    return fig
-
-
-def plot_curves(hist, norm, out_dir="images"):
-    """Loss and accuracy per epoch, train vs test -> curves_<norm>.png."""
-    ep = range(1, len(hist["train_loss"]) + 1)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for split, label in (("train", "train (augmented batches)"), ("test", "test")):
-        ax1.plot(ep, hist[f"{split}_loss"], marker=".", label=label)
-        ax2.plot(ep, hist[f"{split}_acc"], marker=".", label=label)
-    ax1.set(title="cross-entropy (train's includes label smoothing)", xlabel="epoch")
-    ax2.set(title=f"accuracy (final test {hist['test_acc'][-1]:.2f}%)", xlabel="epoch", ylabel="%")
-    for ax in (ax1, ax2):
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"{NORM_NAMES[norm]} ({norm})")
-    return save_fig(fig, out_dir, f"curves_{norm}.png")
-
-
-def plot_comparison(out_dir="images"):
-    """All three models on shared axes -> comparison.png; None until all three results exist."""
-    results = load_results(out_dir)
-    missing = [f"results_{n}.json" for n in ("bn", "gn", "ln") if n not in results]
-    if missing:
-        print(f"comparison.png waits for {', '.join(missing)} in {out_dir}/")
-        return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    keys = (("train_loss", "train loss"), ("test_loss", "test loss"), ("test_acc", "test accuracy %"))
-    for ax, (key, title) in zip(axes, keys):
-        for norm, res in results.items():
-            h = res["history"][key]
-            ax.plot(range(1, len(h) + 1), h, marker=".", label=f"{NORM_NAMES[norm]} ({h[-1]:.2f})")
-        ax.set(title=title, xlabel="epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    return save_fig(fig, out_dir, "comparison.png")
-
-
-def misclassified(model, data, n=10, seed=0):
-    """Indices, predictions of n test images the model gets wrong, drawn at random (seeded) from all
-    its mistakes: the stored order may be sorted by class, so the first n would all share one class."""
-    pred = utils.predict(model, data.x_test, data).argmax(1)
-    wrong = (pred != data.y_test).nonzero().flatten()
-    wrong = wrong[utils.seeded_order(len(wrong), seed, wrong.device)[:n]].sort().values
-    return wrong, pred[wrong]
-
-
-def plot_misclassified(model, data, norm, out_dir="images", n=10, seed=0):
-    """A 5x2 grid of misclassified test images, titled predicted vs true -> misclassified_<norm>.png."""
-    idx, pred = misclassified(model, data, n, seed)
-    if len(idx) < n:
-        print(f"only {len(idx)} misclassified test images to show")
-    images = data.x_test[idx].permute(0, 2, 3, 1).cpu()  # uint8 (n, H, W, 3): the un-normalized pixels
-    fig, axes = plt.subplots(2, 5, figsize=(11, 6.2))
-    for k, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if k < len(idx):
-            ax.imshow(images[k].numpy(), interpolation="nearest")
-            true = data.classes[data.y_test[idx[k]]]
-            ax.set_title(f"pred: {data.classes[pred[k]]}\ntrue: {true}", fontsize=10, color="firebrick")
-    fig.suptitle(f"{NORM_NAMES[norm]} ({norm}): {n} misclassified test images")
-    fig.tight_layout()
-    return save_fig(fig, out_dir, f"misclassified_{norm}.png")
-
-
-def per_class_acc(confusion, classes=CLASSES):
-    """{class: test accuracy %} from a confusion matrix (rows the true class)."""
-    return {name: round(100 * counts[k] / sum(counts), 2) for k, (name, counts) in enumerate(zip(classes, confusion))}
 
 
 # ----------------------------------------------------------------------------- the headline (README.md)
@@ -385,7 +257,7 @@ def plot_norm_sets(x, out_dir="images", groups=2):
         ax.set_title(titles[norm])
     fig.suptitle("Same colour = one mean and variance (columns: the H x W pixels of each channel)")
     fig.tight_layout()
-    return save_fig(fig, out_dir, "norm_axes.png")
+    return utils.save_fig(fig, out_dir, "norm_axes.png")
 
 
 def norm_tables(x, groups=2):
@@ -697,7 +569,7 @@ def plot_ablation(images=IMAGES, studies=STUDIES):
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # below: curves fill the axes
     left.set_ylabel("test accuracy %")
     fig.tight_layout()
-    return save_fig(fig, Path(studies) / ABLATION, "ablation.png")
+    return utils.save_fig(fig, Path(studies) / ABLATION, "ablation.png")
 
 
 def shift_table(studies=STUDIES):
@@ -801,7 +673,7 @@ def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
             print(f"{NORM_NAMES[norm]:<12} {res['test_acc']:>12.2f} {'-':>8} {'':>6}  ERROR: {problem}")
             status = 1
             continue
-        acc = round(utils.test(model, as_trained(data, res))[1], 2)
+        acc = round(utils.test(model, utils.as_trained(data, res))[1], 2)
         diff = acc - round(res["test_acc"], 2)
         if count_params(model) != res["params"]:
             verdict, status = f"ERROR: {count_params(model):,} parameters, the results file says {res['params']:,}", 1

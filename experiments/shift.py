@@ -51,7 +51,6 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import report  # noqa: E402
 import utils  # noqa: E402
 
 # Severities 1-5 of each corruption: CIFAR-10-C's, but for "scale" (see the docstring).
@@ -197,9 +196,9 @@ def predict(model, stats, x, data, batch_stats=False, seed=0):
     """Logits for uint8 images x, standardized with the mean and std the model was trained with (stats: its results
     file or checkpoint), not the loaded data's own; with batch_stats, BN uses the statistics of each test batch
     (seeded random batches of BN_BATCH) instead of its running averages."""
-    as_trained = report.as_trained(data, stats)
+    as_trained = utils.as_trained(data, stats)
     if batch_stats:
-        return report.batch_stats_predict(model, x, as_trained, BN_BATCH, seed)
+        return utils.batch_stats_predict(model, x, as_trained, BN_BATCH, seed)
     return utils.predict(model, x, as_trained)
 
 
@@ -241,7 +240,7 @@ def plot(result, out_dir):
     axes.flat[0].legend()
     fig.suptitle(result.get("title", "The committed models on corrupted test images"))
     fig.tight_layout()
-    return report.save_fig(fig, out_dir, "shift.png")
+    return utils.save_fig(fig, out_dir, "shift.png")
 
 
 def trained_stats(path):
@@ -281,7 +280,7 @@ def main(data_root, out_dir, seed=0, images=ROOT / "images", paths=None, corrupt
     if unknown:
         raise ValueError(f"unknown corruption {unknown[0]!r}: choose from {', '.join(CORRUPT)}")
     t0 = time.perf_counter()
-    kernels = utils.choose_kernels(DEVICE, pin_cpu=pin)
+    kernels = utils.choose_kernels(DEVICE, pin_cpu=pin, off_switch="--no-pin")
     models = load_models(paths, images)  # before the data: a wrong path fails at once
     data = utils.load_cifar10(data_root, "cpu")
     res = {"data": data.source, "device": utils.hardware(DEVICE), "kernels": kernels, "torch": torch.__version__,

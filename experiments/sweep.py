@@ -33,7 +33,6 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import report  # noqa: E402
 import utils  # noqa: E402
 from model import Net, count_params, whiten_  # noqa: E402
 
@@ -140,7 +139,7 @@ def run(cfg, tensors, device):
     hist = utils.fit(model, data, cfg["epochs"], cfg["bs"], cfg["lr"], gen, weight_decay=cfg["wd"],
                      label_smoothing=cfg["ls"], pad=cfg["pad"], pct_start=cfg["pct"])
     # val accuracy with the norms using batch statistics, at the training batch size and at the usual 128
-    batch_stats = report.batch_stats_acc(model, data, sizes=sorted({cfg["bs"], BASE["bs"]}))
+    batch_stats = utils.batch_stats_acc(model, data, sizes=sorted({cfg["bs"], BASE["bs"]}))
     return dict(name=name(cfg), params=count_params(model), train_acc=hist["train_acc"][-1],
                 val_acc=hist["test_acc"][-1], val_curve=hist["test_acc"], minutes=round((time.time() - t0) / 60, 2),
                 val_acc_batch_stats=batch_stats, cfg=as_json(cfg))
