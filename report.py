@@ -5,9 +5,7 @@ experiments/README.md from the committed results: each sits between <!-- name:st
 markers and is rebuilt from the results files, the benchmark files and model.py; the prose around them stays.
 `python report.py --check` evaluates the committed models against their results files.
 """
-import inspect
 import json
-import math
 import os
 from pathlib import Path
 from statistics import median
@@ -27,7 +25,6 @@ SEED1 = "seed1"                     # the same notebooks under seed 1, inside a 
 SEEDS = (SEED1, "seed2")            # the headline notebooks under seeds 1 and 2, inside STUDIES
 SEPARABLE = "separable"             # the notebooks with depthwise-separable C blocks, inside STUDIES
 ABLATION = "ablation"               # the notebooks without residual additions or without normalization, inside STUDIES
-DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -51,11 +48,6 @@ def spread(values):
 def epoch_seconds(result):
     """Median seconds per epoch of a run (training plus the test pass): one stalled epoch does not move it."""
     return median(result["history"]["seconds"])
-
-
-def time_ratio(ips, ref, name):
-    """Median over rounds of name's time per image relative to ref's, both timed in the same round."""
-    return median(r / m for r, m in zip(ips[ref], ips[name]))
 
 
 def row(label, cells):
@@ -307,325 +299,12 @@ def provenance(folders, root=ROOT, short=False):
     return "\n".join(rows)
 
 
-# ----------------------------------------------------------------------------- the studies (experiments/README.md)
-
-def seeds_table(folder=IMAGES, studies=STUDIES):
-    """Each headline notebook under every committed seed: final test accuracy per seed, mean and range, and the
-    train-test gap."""
-    runs = {n: rs for n, rs in seed_runs(folder, studies).items() if n in HEADLINE and len(rs) > 1}
-    if not runs:
-        return "_No results for other seeds yet._"
-    labels = [r["seed"] for r in next(iter(runs.values()))]
-    rows = header("model", *(f"test acc %, seed {s}" for s in labels), "mean (range)", "train acc %, mean",
-                  "train - test, mean")
-    for n, rs in runs.items():
-        test, train = [r["test_acc"] for r in rs], [r["train_acc"] for r in rs]
-        rows.append(row(NORM_NAMES[n], [*(f"{t:.2f}" for t in test), spread(test), f"{sum(train) / len(train):.2f}",
-                                        f"{(sum(train) - sum(test)) / len(test):+.2f}"]))
-    return "\n".join(rows)
-
-
-def blocks_table(folder=IMAGES, studies=STUDIES):
-    """Full 3x3 C blocks (the headline) against depthwise-separable ones: every run's final test accuracy."""
-    sep = Path(studies) / SEPARABLE
-    sets = {"full 3x3": [folder, *(Path(studies) / d for d in SEEDS)], "depthwise-separable": [sep, sep / SEED1]}
-    rows = header("model", "C blocks", "widths", "params", "test acc % (seed)", "mean", "s per epoch, median (first run)")
-    for n in NORM_NAMES:
-        for label, folders in sets.items():
-            rs = [res[n] for res in map(load_results, folders) if n in res]
-            if not rs:
-                continue
-            widths = model_config(rs[0]).get("widths", DEFAULT_WIDTHS)
-            accs = [r["test_acc"] for r in rs]
-            rows.append(row(NORM_NAMES[n], [label, "/".join(map(str, widths)), f"{rs[0]['params']:,}",
-                                            ", ".join(f"{r['test_acc']:.2f} ({r['seed']})" for r in rs),
-                                            f"{sum(accs) / len(accs):.2f}", f"{epoch_seconds(rs[0]):.1f}"]))
-    return "\n".join(rows)
-
-
-def tuning_table(tuning_dir=STUDIES / "tuning"):
-    """The recipe search: the seed spread of every recipe run under 3 or more seeds, then all runs (collapsed)."""
-    groups = recipe_runs(tuning_dir)
-    if not groups:
-        return f"_No validation sweeps in {Path(tuning_dir).name}/._"
-    rows = header("model", "recipe (changes from the first sweep's base)", "seeds", "val acc % mean", "min", "max")
-    order = list(NORM_NAMES)
-    for recipe, runs in sorted(((k, g) for k, g in groups.items() if len(g) >= 3),
-                               key=lambda kg: order.index(kg[1][0]["cfg"]["norm"])):
-        acc = [r["val_acc"] for r in runs]
-        rows.append(row(runs[0]["cfg"]["norm"].upper(), [f"`{recipe}`", str(len(acc)), f"{sum(acc) / len(acc):.2f}",
-                                                         f"{min(acc):.2f}", f"{max(acc):.2f}"]))
-    runs = [r for g in groups.values() for r in g]
-    rows += ["", f"<details><summary>All {len(runs)} validation runs, best first within each sweep</summary>", "",
-             *header("sweep", "model", "changes from the first sweep's base", "train acc %", "val acc %")]
-    for r in sorted(runs, key=lambda r: (r["sweep_no"], -r["val_acc"])):
-        rows.append(row(r["sweep"], [r["cfg"]["norm"].upper(), f"`{r['name']}`", f"{r['train_acc']:.2f}",
-                                     f"{r['val_acc']:.2f}"]))
-    return "\n".join(rows + ["", "</details>"])
-
-
-def small_batch_table(folder=STUDIES / "small_batch"):
-    """Each norm's recipe trained with small batches (sweep.py plans 9 and 10, the second seed in <folder>/seed1;
-    validation split): final val accuracy per training batch size, one value per seed, and BN's when its norms
-    use batch statistics instead of their running averages."""
-    files = [f for f in (Path(folder) / "sweep.jsonl", Path(folder) / SEED1 / "sweep.jsonl") if f.exists()]
-    if not files:
-        return "_No small-batch runs yet._"
-    runs = {}  # (batch size, norm) -> its runs, in seed order
-    for r in sorted((json.loads(line) for f in files for line in f.read_text().splitlines()),
-                    key=lambda r: r["cfg"]["seed"]):
-        runs.setdefault((r["cfg"]["bs"], r["cfg"]["norm"]), []).append(r)
-    cell = lambda bs, n, get: " / ".join(f"{get(r):.2f}" for r in runs.get((bs, n), [])) or "-"
-    val = lambda r: r["val_acc"]
-    stats = lambda size: lambda r: r["val_acc_batch_stats"][str(size)]
-    rows = header("training batch size", "epochs", "seeds", "BN val acc %", "BN, batch statistics, batches of the "
-                  "training size", "BN, batch statistics, batches of 128", "GN val acc %", "LN val acc %")
-    for bs in sorted({bs for bs, _ in runs}):
-        same = [r for (b, _), rs in runs.items() if b == bs for r in rs]
-        epochs, seeds = ("/".join(sorted({str(r["cfg"][k]) for r in same})) for k in ("epochs", "seed"))
-        rows.append(row(str(bs), [epochs, seeds, cell(bs, "bn", val), cell(bs, "bn", stats(bs)),
-                                  cell(bs, "bn", stats(128)), cell(bs, "gn", val), cell(bs, "ln", val)]))
-    return "\n".join(rows)
-
-
-def speed_table(studies=STUDIES):
-    """The data pipeline against DataLoader + PIL transforms, from <studies>/bench.json (bench_pipeline.py)."""
-    path = Path(studies) / "bench.json"
-    if not path.exists():
-        return "_No benchmark yet: run `python experiments/bench_pipeline.py --out experiments/bench.json`._"
-    b = json.loads(path.read_text())
-    one_epoch = b["data_s_ours_epoch"] + b["data_s_ours_setup"]
-    rows = [f"Machine: {b['machine']}.", "",
-            *header("measure", "conventional (DataLoader + PIL transforms)", "ours (tensor on device)", "speed-up"),
-            row("(a) data preparation, one epoch of 50,000 images, timed alone",
-                [f"{b['data_s_conventional']:.2f} s (num_workers={b['conventional_workers']}, the faster of 0 and 2)",
-                 f"{b['data_s_ours']:.3f} s: {b['data_s_ours_epoch']:.3f} s per epoch + {b['data_s_ours_setup']:.2f} s "
-                 f"once (statistics, the normalized crop table) shared by {b['epochs']} epochs",
-                 f"**{b['data_speedup']:.1f}x**"]),
-            row("(a) the same, our batches timed between training steps",
-                [f"{b['data_s_conventional']:.2f} s", f"{b['data_s_ours_epoch_in_training']:.3f} s per epoch + the "
-                 "same setup share", f"{b['data_speedup_in_training']:.1f}x"]),
-            row("(a) the same, a single epoch paying all of the setup",
-                [f"{b['data_s_conventional']:.2f} s", f"{one_epoch:.2f} s", f"{b['data_s_conventional'] / one_epoch:.1f}x"]),
-            row("(b) training, BN model, images/s",
-                [f"{b['train_ips_conventional']:,}", f"{b['train_ips_ours']:,}", f"**{b['train_speedup']:.2f}x**"]),
-            row("(c) evaluation, images/s", [f"{b['eval_ips_conventional']:,}", f"{b['eval_ips_ours']:,}",
-                                             f"{b['eval_speedup']:.2f}x"]),
-            row("(c) evaluation, achieved GFLOP/s", ["", f"{b['eval_gflops_ours']:.1f}", ""])]
-    variants = {"fused": "fused SGD instead of foreach", "1thread": "1 torch thread instead of 2",
-                "compiled": "`torch.compile`"}
-    rows += [row(f"(b) training with {label}, images/s", ["", f"{b['train_ips_' + key]:,}",
-                                                          f"{b['train_ips_' + key] / b['train_ips_ours']:.2f}x vs ours"])
-             for key, label in variants.items() if "train_ips_" + key in b]
-    return "\n".join(rows)
-
-
-def norm_speed_table(studies=STUDIES):
-    """BN vs GN vs LN speed from <studies>/bench_norms.json (bench_norms.py): medians over rounds, each model's
-    time per image against BN's, and a separable model's against the same model with full 3x3 C blocks."""
-    path = Path(studies) / "bench_norms.json"
-    if not path.exists():
-        return "_No benchmark yet: run `python experiments/bench_norms.py --out experiments/bench_norms.json`._"
-    b = json.loads(path.read_text())
-    block = lambda m: m.get("block", "full")
-    rows = [f"{b['machine']}; {b['rounds']} rounds, each timing every model once in turn: {b['steps']} training "
-            f"steps of batch {b['batch_size']} and {b['eval_images']:,} test images. Time ratios are medians of the "
-            "per-round ratios.", "",
-            *header("model", "C blocks", "1x1 convs c3, c6", "train images/s (median, min-max)", "train time vs BN",
-                    "eval images/s (median)", "eval time vs BN", "train / eval time vs full 3x3")]
-    for n, m in b["models"].items():
-        tr, ev = b["train_ips"][n], b["eval_ips"][n]
-        twin = block(m) != "full" and next((f for f, o in b["models"].items()  # same model, full 3x3 C blocks
-                                            if block(o) == "full" and o["norm"] == m["norm"]
-                                            and o["norm_1x1"] == m["norm_1x1"]), None)
-        vs_full = (f"{time_ratio(b['train_ips'], twin, n):.2f}x / {time_ratio(b['eval_ips'], twin, n):.2f}x"
-                   if twin else "")
-        label = NORM_NAMES[m["norm"]] + (" (as in its notebook)" if n.removesuffix("_sep") in NORM_NAMES else "")
-        rows.append(row(label, ["depthwise-separable" if block(m) == "separable" else "full 3x3",
-                                "norm + GELU" if m["norm_1x1"] else "plain",
-                                f"{median(tr):,.0f} ({min(tr):,.0f}-{max(tr):,.0f})",
-                                f"{time_ratio(b['train_ips'], 'bn', n):.2f}x", f"{median(ev):,.0f}",
-                                f"{time_ratio(b['eval_ips'], 'bn', n):.2f}x", vs_full]))
-    return "\n".join(rows)
-
-
-def ablation_folders(studies=STUDIES):
-    """Every folder of results files under <studies>/ablation, sorted."""
-    return sorted({f.parent for f in (Path(studies) / ABLATION).rglob("results_*.json")})
-
-
-def ablation_runs(images=IMAGES, studies=STUDIES):
-    """The headline runs (seeds 0 and 1) and every ablation run, grouped by what was changed:
-    {(norm, residual, peak lr): {seed: results}}."""
-    groups = {}
-    for folder in [Path(images), Path(studies) / SEED1, *ablation_folders(studies)]:
-        for norm, r in load_results(folder).items():
-            config = r.get("config", {})
-            groups.setdefault((norm, config.get("residual", True), config.get("lr")), {})[r["seed"]] = r
-    return groups
-
-
-def failure(r):
-    """How a run failed, or None: a loss that turned NaN, or test accuracy stuck at chance (10%) to the end. A run
-    that blew up is a result too."""
-    nan = next((e for e, loss in enumerate(r["history"]["train_loss"], 1) if not math.isfinite(loss)), None)
-    if nan:
-        return f"diverged: loss NaN from epoch {nan}"
-    acc = r["history"]["test_acc"]
-    stuck = next((e for e in range(1, len(acc) + 1) if max(acc[e - 1:]) <= 10.5), None)  # 10 classes
-    return f"{r['test_acc']:.2f}: at chance from epoch {stuck}" if stuck else None
-
-
-def largest_fall(r):
-    """The largest drop of test accuracy between two consecutive epochs: how unsteady training was."""
-    acc = r["history"]["test_acc"]
-    return f"{max([0.0, *(a - b for a, b in zip(acc, acc[1:]))]):.2f}"  # 0: it never fell
-
-
-def ablation_table(images=IMAGES, studies=STUDIES):
-    """Each ingredient against its absence: per seed the final test and train accuracy and the difference from the
-    headline recipe of the same norm and seed (BN's for the runs without normalization), with test accuracy after
-    epoch 5 for the speed of learning and the largest fall between epochs for its steadiness."""
-    groups = ablation_runs(images, studies)
-    if not any(norm == "none" or not residual for norm, residual, _ in groups):
-        return "_No ablation runs yet: see the commands above._"
-    headline = {n: groups[(n, True, r.get("config", {}).get("lr"))] for n, r in load_results(images).items()}
-    rows = header("model", "residual additions", "peak lr", "seed", "test acc %", "train acc %",
-                  "vs the headline, same seed (points)", "test acc % after epoch 5",
-                  "largest fall in test acc from one epoch to the next (points)")
-    order = lambda k: ((HEADLINE + ("none",)).index(k[0]), not k[1], -(k[2] or 0))
-    for key in sorted(groups, key=order):
-        norm, residual, lr = key
-        ref = headline.get("bn" if norm == "none" else norm, {})
-        for seed, r in sorted(groups[key].items()):
-            bad = failure(r)
-            vs = ("(the headline)" if ref is groups[key] else "-" if bad or seed not in ref else
-                  f"{r['test_acc'] - ref[seed]['test_acc']:+.2f}")
-            rows.append(row(NORM_NAMES[norm], [
-                "yes" if residual else "**no**", f"{lr:g}", str(seed),
-                bad or f"{r['test_acc']:.2f}", "-" if bad else f"{r['train_acc']:.2f}", vs,
-                f"{r['history']['test_acc'][4]:.2f}" if r["epochs"] >= 5 else "-", largest_fall(r)]))
-    return "\n".join(rows)
-
-
-def ablation_scale_table(studies=STUDIES):
-    """The input's scale: test accuracy with every pixel times c, for the headline models (<studies>/shift) and the
-    models without normalization (<studies>/ablation/scale, from shift.py --models ... --corruptions scale)."""
-    paths = [Path(studies) / "shift" / "results.json", Path(studies) / ABLATION / "scale" / "results.json"]
-    if not paths[1].exists():
-        return "_No scale results for the ablation models yet: see the command above._"
-    res = [json.loads(p.read_text()) for p in paths if p.exists()]
-    factors = res[-1]["severities"]["scale"]
-    if any(r["severities"]["scale"] != factors for r in res):
-        raise ValueError(f"{paths[0]} and {paths[1]} scale the pixels by different factors: rerun both")
-    to_uint8 = {r.get("to_uint8", {}).get("scale", "rounded") for r in res}  # older files: rounded
-    if len(to_uint8) > 1:
-        raise ValueError(f"{paths[0]} and {paths[1]} turned the scaled pixels back into bytes differently "
-                         f"({' and '.join(sorted(to_uint8))}): rerun both")
-    labels = {"bn": "BN (running averages)", "gn": "GN", "ln": "LN",
-              "bn_batch_stats": f"BN, statistics of test batches of {res[0]['bn_batch_size']}"}
-    rows = header("model", *(f"pixels x {c:g}" for c in [1, *factors]), f"mean loss over x {factors[0]:g} to x {factors[-1]:g} (points)")
-    for r in res:
-        for m, per in r["accuracy"].items():
-            acc = per["scale"]
-            info = r.get("models", {}).get(m, {})
-            name = labels.get(m) or (f"{NORM_NAMES[info['norm']]}"
-                                     f"{'' if info['config'].get('residual', True) else ', no residual additions'}"
-                                     f", peak lr {info['config']['lr']:g}, seed {info['seed']}")
-            rows.append(row(name, [f"{a:.2f}" for a in acc] + [f"{acc[0] - sum(acc[1:]) / len(acc[1:]):.2f}"]))
-    return "\n".join(rows)
-
-
-def plot_ablation(images=IMAGES, studies=STUDIES):
-    """Test accuracy per epoch: each norm with and without the residual additions at seed 0 (left), every run
-    without normalization against the headline norms at seed 0 (right) -> <studies>/ablation/ablation.png."""
-    groups = ablation_runs(images, studies)
-    runs = {k: seeds[0] for k, seeds in groups.items() if 0 in seeds}
-    headline = {n: (n, True, r.get("config", {}).get("lr")) for n, r in load_results(images).items()}
-    no_residual = [k for k in runs if not k[1] and k[0] in headline]
-    no_norm = sorted(((k, seed) for k, seeds in groups.items() if k[0] == "none" for seed in seeds),
-                     key=lambda ks: (not ks[0][1], -ks[0][2], ks[1]))
-    if not no_residual and not no_norm:
-        return None
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.5), sharey=True)
-    curve = lambda ax, r, **kw: ax.plot(range(1, r["epochs"] + 1), r["history"]["test_acc"], **kw)
-    color = {"bn": "C0", "gn": "C1", "ln": "C2"}
-    for key in no_residual:
-        name = key[0].upper()
-        curve(left, runs[headline[key[0]]], color=color[key[0]], label=f"{name}, with additions")
-        curve(left, runs[key], color=color[key[0]], ls="--", label=f"{name}, without")
-    for n, key in headline.items() if no_norm else ():
-        if key in runs:
-            curve(right, runs[key], color=color[n], lw=2 if n == "bn" else 1, ls="-" if n == "bn" else ":",
-                  label=f"{n.upper()}, peak lr {key[2]:g}")
-    for i, (key, seed) in enumerate(no_norm):
-        label = ("no norm" + ("" if key[1] else ", no additions") + f", peak lr {key[2]:g}"
-                 + (f", seed {seed}" if seed else ""))
-        curve(right, groups[key][seed], color=f"C{i + 3}", ls="-" if key[1] else "--", label=label)
-    for ax, title in ((left, "without the residual additions (dashed), seed 0"),
-                      (right, "without normalization (dashed: without the additions too)")):
-        ax.set(title=title, xlabel="epoch", xticks=range(0, 21, 5))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # below: curves fill the axes
-    left.set_ylabel("test accuracy %")
-    fig.tight_layout()
-    return utils.save_fig(fig, Path(studies) / ABLATION, "ablation.png")
-
-
-def shift_table(studies=STUDIES):
-    """The corruption study (<studies>/shift/results.json): clean and mean corrupted accuracy per model, its
-    worst corruption, then every corruption's mean over its five severities."""
-    path = Path(studies) / "shift" / "results.json"
-    if not path.exists():
-        return "_No corruption results yet: run `python experiments/shift.py`._"
-    res = json.loads(path.read_text())
-    acc = res["accuracy"]
-    mean = lambda v: sum(v) / len(v)
-    labels = {"bn": "BN", "gn": "GN", "ln": "LN", "bn_batch_stats": f"BN, statistics of test batches of {res['bn_batch_size']}"}
-
-    def label(m):  # a headline model by its norm; one given by path (shift.py --models) by what it is, else its path
-        info = res.get("models", {}).get(m)
-        if m in labels or not info:
-            return labels.get(m, f"`{m}`")
-        config = info.get("config", {})
-        lr = "" if config.get("lr") is None else f", peak lr {config['lr']:g}"
-        return (f"{NORM_NAMES.get(info['norm'], info['norm'])}"
-                f"{'' if config.get('residual', True) else ', no residual additions'}{lr}, seed {info['seed']}")
-    sets = sum(len(v) - 1 for v in next(iter(acc.values())).values())
-    made = ("corrupted as CIFAR-10-C's code does" if "to_uint8" in res else "made by shift.py before its corruptions "
-            "matched CIFAR-10-C's code (bytes rounded, not truncated; the blur padded by reflection)")
-    rows = [f"Data: {res['data']}; {res['device']}, torch {res['torch']}; seed {res['seed']}; {made}.", "",
-            *header("model", "clean test acc %", f"mean over the {sets} corrupted test sets", "worst corruption (mean of its 5)")]
-    for m, per in acc.items():
-        clean = next(iter(per.values()))[0]
-        worst = min(per, key=lambda c: mean(per[c][1:]))
-        corrupted = [a for v in per.values() for a in v[1:]]
-        rows.append(row(label(m), [f"{clean:.2f}", f"{mean(corrupted):.2f} ({mean(corrupted) - clean:+.2f})",
-                                   f"{worst.replace('_', ' ')}: {mean(per[worst][1:]):.2f}"]))
-    rows += ["", *header("corruption: mean test acc % over severities 1-5 (at 5)", *(label(m) for m in acc))]
-    for c in next(iter(acc.values())):
-        rows.append(row(c.replace("_", " "), [f"{mean(acc[m][c][1:]):.2f} ({acc[m][c][5]:.2f})" for m in acc]))
-    return "\n".join(rows)
-
-
 # ----------------------------------------------------------------------------- writing
 
 def readme_tables(images=IMAGES, studies=STUDIES, root=ROOT):
     return {"results": results_table(images, timing=False), "architecture": layer_table(images),
             "per-class": per_class_table(images), "findings": findings_table(images, studies),
             "hardware": provenance([images], root, short=True)}
-
-
-def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
-    studies, sep = Path(studies), Path(studies) / SEPARABLE
-    return {"seeds": seeds_table(images, studies), "blocks": blocks_table(images, studies),
-            "separable-results": results_table(sep), "separable-architecture": layer_table(sep),
-            "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
-            "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
-            "ablation": ablation_table(images, studies),
-            "ablation-scale": ablation_scale_table(studies), "shift": shift_table(studies),
-            "norm-tables": norm_tables(norm_example()),
-            "hardware": provenance([*(studies / d for d in SEEDS), sep, sep / SEED1, *ablation_folders(studies)], root)}
 
 
 def replace_between(text, name, body):
@@ -670,6 +349,11 @@ def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
             model = utils.load_model(path, device)
         except (FileNotFoundError, ValueError) as e:  # missing, or not the run its results file describes
             problem = f"{path.name} is missing" if not path.exists() else str(e)
+        except Exception as e:  # truncated, not a checkpoint at all: name it and go on to the other models
+            problem = f"{path.name} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        else:
+            problem = None
+        if problem:
             print(f"{NORM_NAMES[norm]:<12} {res['test_acc']:>12.2f} {'-':>8} {'':>6}  ERROR: {problem}")
             status = 1
             continue
@@ -689,20 +373,18 @@ def check(data_root="data/cifar10", folder=IMAGES, device="cpu"):
 
 
 def main(images=IMAGES, studies=STUDIES, root=ROOT):
+    """README.md's tables and norm_axes.png; experiments/tables.py does experiments/README.md."""
     plot_norm_sets(norm_example(), images)
-    plot_ablation(images, studies)
-    pages = {path: render(path, tables) for path, tables in  # both rendered before either is written
-             ((Path(root) / "README.md", readme_tables(images, studies, root)),
-              (Path(studies) / "README.md", studies_tables(images, studies, root)))}
-    for path, text in pages.items():
-        utils._atomic_write(path, lambda p, text=text: Path(p).write_text(text))
-        print(f"{Path(os.path.relpath(path, root)).as_posix()}: tables regenerated")
+    path = Path(root) / "README.md"
+    text = render(path, readme_tables(images, studies, root))
+    utils._atomic_write(path, lambda p: Path(p).write_text(text))
+    print(f"{Path(os.path.relpath(path, root)).as_posix()}: tables regenerated")
 
 
 if __name__ == "__main__":
     import argparse
     import sys
-    ap = argparse.ArgumentParser(description="Regenerate the README tables, or --check the committed weights.")
+    ap = argparse.ArgumentParser(description="Regenerate README.md's tables (experiments/tables.py does experiments/README.md's), or --check the committed weights.")
     ap.add_argument("--check", action="store_true",
                     help="evaluate images/model_<norm>.pt on the test set against images/results_<norm>.json")
     ap.add_argument("--data-root", default="data/cifar10",

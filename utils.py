@@ -750,9 +750,12 @@ def fingerprint(data):
 
 def net_config(result):
     """How a results file's model was built: Net's keyword arguments, norm included (missing ones: Net's defaults)."""
-    config = result.get("config", {})
+    import inspect
+    from model import Net
+    config, defaults = result.get("config", {}), inspect.signature(Net).parameters
     keys = ("groups", "widths", "block", "norm_1x1", "residual")
-    return {"norm": result["norm"], **{k: list(config[k]) if k == "widths" else config[k] for k in keys if k in config}}
+    return {"norm": result["norm"], **{k: list(config.get(k, defaults[k].default)) if k == "widths"
+                                       else config.get(k, defaults[k].default) for k in keys}}
 
 
 def built_as(model):
@@ -789,9 +792,8 @@ def save_results(out_dir, model, hist, seed, device, data, extra=None, figures=N
     results file, never an old one beside new weights or figures. A config in extra that contradicts the model
     is refused before anything is written."""
     from model import count_params
-    net = built_as(model)
-    said = net_config({"norm": model.norm, "config": (extra or {}).get("config", {})})
-    wrong = {k: (v, net[k]) for k, v in said.items() if v != net[k]}
+    net, config = built_as(model), (extra or {}).get("config", {})
+    wrong = {k: (v, net[k]) for k, v in config.items() if k in net and json.loads(json.dumps(v)) != net[k]}
     if wrong:
         raise ValueError("save_results: the config does not describe the model: " + ", ".join(
             f"{k}={v!r} but the model has {m!r}" for k, (v, m) in wrong.items()) + ". Pass the model's own settings")
@@ -811,6 +813,7 @@ def save_results(out_dir, model, hist, seed, device, data, extra=None, figures=N
         "std": data.std.flatten().tolist(),
         "torch": torch.__version__,
         **(extra or {}),
+        "config": {**config, **{k: v for k, v in net.items() if k != "norm"}},  # the caller's, and how the net is built
     }
     if torch.device(device).type != "cuda":
         res["kernels"] = cpu_kernels()  # as they are now: a torch.set_num_threads since the start shows here

@@ -27,8 +27,9 @@ ImageNet-C/create_c/make_cifar_c.py, which works in float64 with numpy, scikit-i
   gaussian_blur: skimage.filters.gaussian(x, sigma=c, channel_axis=-1) (the reference's multichannel=True):
   scipy's Gaussian, exp(-x^2 / 2 sigma^2) over the radius int(4 sigma + 0.5), normalized, along the rows then
   the columns, with edge-repeat padding (mode='nearest'; torchvision's gaussian_blur reflects instead).
-- gaussian_noise: the same formula (x + c * z, clipped, truncated) on float64 normal draws, but from torch's
-  generator seeded with --seed, not numpy's unseeded global one: the same distribution, other noise.
+- gaussian_noise: the same formula (x + c * z, clipped, truncated) on float64 normal draws, fresh at each
+  severity as in the reference, but from torch's generator seeded with 10 * --seed + severity, not numpy's
+  unseeded global one: the same distribution, other noise.
 - jpeg: the same Pillow call (save at quality c, Pillow's default 4:2:0 chroma subsampling, decode), so the same
   bytes as the reference with the same Pillow (checked too); another libjpeg build under Pillow may differ.
 - The images: CIFAR-10-C corrupts the original (lossless) test images (its ToTensor/ToPILImage round trip gives
@@ -187,7 +188,10 @@ def corrupt(x, name, severity, seed=0):
     if severity == 0:
         return x
     c = SEVERITIES[name][severity - 1]
-    return CORRUPT[name](x, c, torch.Generator().manual_seed(seed)) if name in RANDOM else CORRUPT[name](x, c)
+    if name not in RANDOM:
+        return CORRUPT[name](x, c)
+    # fresh noise at each severity, as CIFAR-10-C draws anew for each: one generator per (seed, severity)
+    return CORRUPT[name](x, c, torch.Generator().manual_seed(10 * seed + severity))
 
 
 # ----------------------------------------------------------------------------- evaluation

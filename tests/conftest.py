@@ -8,6 +8,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))  # the studies: shift.py, sweep.py, tables.py, the benchmarks
 torch.set_num_threads(1)  # the tensors here are tiny: one thread is faster, and immune to a busy machine
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

@@ -1,5 +1,6 @@
-"""The CPU kernels a run uses: pinned to AVX2 on 2 threads by default, refused when it is too late to pin, and
-recorded honestly. Each case runs in a fresh Python, since every library reads its choice once per process."""
+"""The CPU kernels a run uses: pinned to AVX2 on 2 threads by default and judged by what they compute (a kernel
+fingerprint), never by a vendor's banner; refused when it is too late to pin or the CPU lacks AVX2; recorded
+honestly. Each case runs in a fresh Python, since every library reads its choice once per process."""
 import json
 import platform
 import subprocess
@@ -9,11 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
+import utils
 from conftest import ROOT
 
-X86_AVX2 = platform.machine().lower() in ("x86_64", "amd64") and (
-    not Path("/proc/cpuinfo").exists() or " avx2" in Path("/proc/cpuinfo").read_text())
+X86_AVX2 = platform.machine().lower() in ("x86_64", "amd64") and utils.has_avx2()
 needs_avx2 = pytest.mark.skipif(not X86_AVX2, reason="pinning to AVX2 needs an x86-64 CPU with AVX2")
+
+# what the libraries print about themselves, as seen on three machines
+ONEDNN = "onednn_verbose,v1,info,cpu,isa:Intel AVX2\n"
+MKL_AMD = ("MKL_VERBOSE oneMKL 2024.0 Update 2 Product build 20240605 for Intel(R) 64 architecture Intel(R) "
+           "Architecture processors, Lnx 2.60GHz lp64 gnu_thread\n")
+MKL_INTEL = ("MKL_VERBOSE oneMKL 2024.0 Update 2 Product build 20240605 for Intel(R) 64 architecture Intel(R) "
+             "Advanced Vector Extensions 2 (Intel(R) AVX2) enabled processors, Lnx 2.60GHz lp64 gnu_thread\n")
 
 
 def fresh_python(code, env=None):
@@ -32,8 +40,20 @@ def result(stdout):
     return json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:])
 
 
+@pytest.mark.parametrize("text, expected", [
+    (ONEDNN + MKL_INTEL, {"onednn": "Intel AVX2", "mkl": "AVX2"}),
+    (ONEDNN + MKL_AMD, {"onednn": "Intel AVX2", "mkl": "unknown"}),  # MKL names no instruction set on AMD
+])
+def test_the_banners_of_an_intel_and_an_amd_cpu_are_read_for_the_record(text, expected):
+    assert utils.parse_verbose(text) == expected
+
+
+def test_a_torch_without_mkl_reads_none_for_it():
+    assert utils.parse_verbose(ONEDNN, onednn_built=True, mkl_built=False) == {"onednn": "Intel AVX2", "mkl": None}
+
+
 @needs_avx2
-def test_the_pin_gives_avx2_kernels_on_two_threads_and_says_so():
+def test_the_pin_gives_the_published_kernels_on_two_threads_and_says_so():
     code, out, err = fresh_python("import os\ntorch.set_num_threads(1)\n"
                                   "KERNELS = utils.choose_kernels(torch.device('cpu'))\n"
                                   "KERNELS['env'] = {k: os.environ.get(k) for k in utils.PIN_ENV}\n" + REPORT)
@@ -41,44 +61,92 @@ def test_the_pin_gives_avx2_kernels_on_two_threads_and_says_so():
     k = result(out)
     assert k["env"] == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
     assert k["aten"] == "AVX2" and k["threads"] == 2 and k["pinned"] is True
-    assert k["onednn"] in ("Intel AVX2", None) and k["mkl"] in ("AVX2", None)  # None: torch built without it
+    assert k["fingerprint"] == utils.PIN_FINGERPRINT  # what the published runs' kernels compute
     assert "(AVX2, pinned)" in k["hardware"] and "2 torch threads" in k["hardware"]
 
 
 @needs_avx2
-def test_without_the_pin_the_cpu_runs_its_own_kernels_and_the_record_says_unpinned():
+def test_the_fingerprint_is_repeatable_and_tells_the_thread_count_apart():
+    prints = []
+    for threads in (2, 2, 1):
+        code, out, err = fresh_python(f"torch.set_num_threads({threads})\nprint('RESULT', json.dumps("
+                                      "utils.kernel_fingerprint()))", env=utils.PIN_ENV)
+        assert code == 0, err
+        prints.append(result(out))
+    assert prints[0] == prints[1] == utils.PIN_FINGERPRINT != prints[2]
+
+
+@needs_avx2
+def test_a_later_thread_count_unpins_the_record():
+    code, out, err = fresh_python("utils.pin_kernels()\ntorch.set_num_threads(1)\nKERNELS = utils.cpu_kernels()\n"
+                                  + REPORT)
+    assert code == 0, err
+    assert result(out)["pinned"] is False and "pinned" not in result(out)["hardware"]
+
+
+@needs_avx2
+def test_without_the_pin_the_cpu_runs_its_own_kernels_even_under_a_parents_pin():
+    # a child of a pinned process inherits the variables: unpinned must mean the CPU's own kernels
     code, out, err = fresh_python("import os\nKERNELS = utils.choose_kernels(torch.device('cpu'), pin_cpu=False)\n"
-                                  "assert 'ATEN_CPU_CAPABILITY' not in os.environ\n" + REPORT)
+                                  "assert not any(k in os.environ for k in utils.PIN_ENV)\n" + REPORT,
+                                  env=utils.PIN_ENV)
     assert code == 0, err
     k = result(out)
     assert k["pinned"] is False and "pinned" not in k["hardware"]
-    assert k["aten"] == k["hardware"].split("(")[-1].split(")")[0]  # the capability torch really used
+    own = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                         capture_output=True, text=True).stdout.strip()
+    assert k["aten"] == own
 
 
 @needs_avx2
 def test_too_late_to_pin_atens_kernels_stops_the_run():
     # ATen chose its (here: plain) kernels at the first operation; the pin cannot change them any more
     code, _, err = fresh_python("torch.ones(3).add(1)\nutils.pin_kernels()", env={"ATEN_CPU_CAPABILITY": "default"})
-    assert code != 0 and "RuntimeError: pin_kernels: the kernels are {'aten': 'DEFAULT'" in err
-    assert "Restart the kernel" in err and "pin_cpu = False" in err
-
-
-@needs_avx2
-@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="this torch has no MKL")
-def test_too_late_to_pin_mkl_is_caught_too():
-    # MKL chose SSE4.2 at its first matrix product: a half-pinned run would say it was pinned
-    code, _, err = fresh_python("torch.ones(64, 64) @ torch.ones(64, 64)\nutils.pin_kernels()",
-                                env={"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"})
-    assert code != 0 and "'mkl': 'SSE4.2'" in err
+    assert code != 0 and "RuntimeError: pin_kernels: too late, torch computed something before the pin" in err
+    assert "ATen DEFAULT" in err and "Restart the kernel" in err and "pin_cpu = False" in err
 
 
 @needs_avx2
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
-def test_too_late_to_pin_onednn_is_caught():
+def test_too_late_to_pin_onednn_is_caught_by_what_it_computes():
     code, _, err = fresh_python("x = torch.ones(1, 16, 8, 8).contiguous(memory_format=torch.channels_last)\n"
                                 "torch.nn.functional.conv2d(x, torch.ones(16, 16, 3, 3), padding=1)\n"
                                 "utils.pin_kernels()", env={"ONEDNN_MAX_CPU_ISA": "SSE41"})
-    assert code != 0 and "'onednn': 'Intel SSE4.1'" in err
+    assert code != 0 and "pin_kernels: too late" in err and f"pinned they give {utils.PIN_FINGERPRINT}" in err
+
+
+@needs_avx2
+def test_kernels_that_compute_other_bits_run_but_are_recorded_unpinned():
+    # as another torch release would: the pin holds, but its fingerprint is not the published runs'
+    code, out, err = fresh_python("utils.PIN_FINGERPRINT = '0' * 16\nKERNELS = utils.pin_kernels()\n" + REPORT)
+    assert code == 0, err
+    assert "computes other bits than the published runs" in out and "recorded as not pinned" in out
+    assert result(out)["pinned"] is False and result(out)["aten"] == "AVX2"
+
+
+def test_an_x86_cpu_without_avx2_is_refused_before_torch_computes_anything(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("vendor_id\t: AuthenticAMD\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx\n")
+    for switch in ("pin_cpu = False", "--no-pin"):
+        code, out, err = fresh_python(
+            "import platform\nplatform.machine = lambda: 'x86_64'\n"
+            f"try:\n    utils.pin_kernels(off_switch={switch!r}, cpuinfo={str(cpuinfo)!r})\n"
+            "except RuntimeError as e:\n    print('RESULT', json.dumps([str(e), utils._KERNELS]))\n")
+        assert code == 0, err
+        message, measured = result(out)
+        assert message.startswith("pin_kernels: this x86-64 CPU has no AVX2") and f"Set {switch} " in message
+        assert measured == {}  # nothing ran: no AVX2 instruction could have crashed the process
+
+
+def test_avx2_is_read_from_the_cpu_flags_or_else_from_torch(tmp_path):
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert utils.has_avx2(flags) is True
+    flags.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx fma\n")
+    assert utils.has_avx2(flags) is False
+    own = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                         capture_output=True, text=True).stdout.strip()
+    assert utils.has_avx2(tmp_path / "absent") is (own in ("AVX2", "AVX512"))  # macOS, Windows: no such file
 
 
 def test_a_cpu_without_avx2_is_told_and_runs_its_own_kernels():

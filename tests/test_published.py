@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 import report
+import tables
 import utils
 from conftest import ROOT
 from model import Net, count_params
@@ -21,7 +22,7 @@ SEED_FOLDERS = [STUDIES / d for d in report.SEEDS if (STUDIES / d).is_dir()]  # 
 FOLDERS = [(IMAGES, ROOT)] + [(d, d) for d in (*SEED_FOLDERS, SEPARABLE, SEPARABLE / report.SEED1)]
 RUNS = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n, nb / NOTEBOOKS[n]) for d, nb in FOLDERS for n in NOTEBOOKS}
 # the ablation runs: one notebook per results file, beside it (S8_none.ipynb for the runs without normalization)
-ABLATION = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n) for d in report.ablation_folders() for n in utils.load_results(d)}
+ABLATION = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n) for d in tables.ablation_folders() for n in utils.load_results(d)}
 RUNS |= {run: (d, n, d / NOTEBOOKS.get(n, f"S8_{n}.ipynb")) for run, (d, n) in ABLATION.items()}
 sys.path.insert(0, str(STUDIES))  # sweep.py, whose plans made the small-batch runs
 
@@ -71,7 +72,7 @@ def test_headline_confusion_matrix_gives_the_reported_test_accuracy(norm):
 
 
 @pytest.mark.parametrize("page, tables", [("README.md", report.readme_tables),
-                                          ("experiments/README.md", report.studies_tables)])
+                                          ("experiments/README.md", tables.studies_tables)])
 def test_readme_tables_regenerate_byte_for_byte(page, tables):
     assert report.render(ROOT / page, tables()) == (ROOT / page).read_text(), "run python report.py"
 

@@ -12,7 +12,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import report
 import utils
 from model import NORMS, Net, count_params
 
@@ -64,7 +63,7 @@ def test_flip_tta_averages_each_image_with_its_mirror(data, monkeypatch):
     predict = utils.predict
     monkeypatch.setattr(utils, "predict", lambda model, x, *a: seen.append(x) or predict(model, x, *a))
     model = Net("gn").eval()
-    acc = report.test_flip_tta(model, data)
+    acc = utils.test_flip_tta(model, data)
     assert len(seen) == 2 and torch.equal(seen[0], data.x_test)
     assert torch.equal(seen[1], data.x_test.flip(3))  # mirrored left-right, not upside down
     with torch.no_grad():
@@ -78,7 +77,7 @@ def test_batch_statistics_test_runs_bn_in_train_mode_on_shuffled_batches(data):
     utils.fit(model, data, 2, batch_size=40, lr=0.05, gen=utils.set_seed(0))  # learns the synthetic colours
     scramble_running_averages(model)  # eval mode now fails; batch statistics do not
     n = len(data.y_test)
-    acc = report.batch_stats_acc(model, data, sizes=(n,), seed=3)
+    acc = utils.batch_stats_acc(model, data, sizes=(n,), seed=3)
     order = utils.seeded_order(n, 3, "cpu")
     with torch.no_grad():
         pred = copy.deepcopy(model).train()(data.normalize(data.x_test[order])).argmax(1)

@@ -1,9 +1,11 @@
-"""report.py builds every README table from results and benchmark files (synthetic ones here)."""
+"""report.py builds the README's tables, experiments/tables.py the studies', from results and benchmark files
+(synthetic ones here)."""
 import json
 
 import pytest
 
 import report
+import tables
 from model import Net, count_params
 
 
@@ -32,10 +34,12 @@ def test_both_readmes_regenerate_between_their_markers_only(tmp_path):
         write_result(images, norm, seed=0, norm_1x1=norm == "bn")
     write_result(studies / "seed1", "gn", test_acc=80.25, seed=1)
     pages = {tmp_path / "README.md": report.readme_tables(images, studies, tmp_path),
-             studies / "README.md": report.studies_tables(images, studies, tmp_path)}
-    for path, tables in pages.items():
-        path.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in tables) + "end\n")
-    report.main(images, studies, tmp_path)
+             studies / "README.md": tables.studies_tables(images, studies, tmp_path)}
+    for path, names in pages.items():
+        path.write_text("intro\n" + "".join(f"<!-- {n}:start -->\nSTALE\n<!-- {n}:end -->\n" for n in names) + "end\n")
+    report.main(images, studies, tmp_path)  # README.md
+    assert "STALE" in (studies / "README.md").read_text()  # not its page
+    tables.main(images, studies, tmp_path)  # experiments/README.md
     readme, study = (p.read_text() for p in pages)
     for text in (readme, study):
         assert "STALE" not in text and text.startswith("intro\n") and text.endswith("end\n")
@@ -97,7 +101,7 @@ def test_speed_table_comes_from_the_benchmark_file(tmp_path):
              "train_ips_conventional": 603, "train_ips_ours": 1073, "eval_ips_conventional": 2142,
              "eval_ips_ours": 3788, "eval_gflops_ours": 69.3, "conventional_workers": 2, "train_ips_fused": 1105}
     (tmp_path / "bench.json").write_text(json.dumps(bench))
-    table = report.speed_table(tmp_path)
+    table = tables.speed_table(tmp_path)
     assert "Machine: CPU: test." in table and "| **30.4x** |" in table and "| **1.78x** |" in table
     assert "| 0.422 s per epoch + the same setup share | 14.7x |" in table
     assert "| 2.15 s | 3.6x |" in table  # one epoch paying all of the setup: 7.67 / (0.153 + 2.0)
@@ -106,7 +110,7 @@ def test_speed_table_comes_from_the_benchmark_file(tmp_path):
 
 
 def test_norm_speed_table_compares_within_rounds(tmp_path):
-    assert "No benchmark yet" in report.norm_speed_table(tmp_path)
+    assert "No benchmark yet" in tables.norm_speed_table(tmp_path)
     bench = {"machine": "CPU: test", "batch_size": 128, "steps": 40, "eval_images": 5000, "rounds": 3,
              "models": {"bn": {"norm": "bn", "norm_1x1": True}, "gn": {"norm": "gn", "norm_1x1": False},
                         "gn_sep": {"norm": "gn", "norm_1x1": False, "block": "separable", "widths": [32, 48, 96]}},
@@ -115,7 +119,7 @@ def test_norm_speed_table_compares_within_rounds(tmp_path):
              "train_ips": {"bn": [1000, 500, 1000], "gn": [800, 400, 800], "gn_sep": [400, 200, 400]},
              "eval_ips": {"bn": [3000, 1500, 3000], "gn": [3000, 1500, 2000], "gn_sep": [1000, 1000, 1000]}}
     (tmp_path / "bench_norms.json").write_text(json.dumps(bench))
-    table = report.norm_speed_table(tmp_path)
+    table = tables.norm_speed_table(tmp_path)
     assert "CPU: test; 3 rounds" in table and "40 training steps of batch 128 and 5,000 test images" in table
     assert ("| Batch Norm (as in its notebook) | full 3x3 | norm + GELU | 1,000 (500-1,000) | 1.00x | 3,000 | 1.00x "
             "| |") in table
@@ -143,12 +147,12 @@ def test_tuning_table_summarizes_seeds_and_orders_sweeps_by_number(tmp_path):
     write_jsonl(tmp_path / "gpu_sweep2", [run("base", 80.0, 0), run("seed=1", 82.5, 1), run("seed=2", 81.0, 2)])
     write_jsonl(tmp_path / "cpu_sweep10", [run("whiten=train", 84.0, 0, whiten="train")])
     write_jsonl(tmp_path / "cpu_sweep11", [run("seed=3", 80.5, 3, block="3x3")])  # a key added later, at its old value
-    text = report.tuning_table(tmp_path)
+    text = tables.tuning_table(tmp_path)
     assert "| BN | `base` | 4 | 81.00 | 80.00 | 82.50 |" in text  # one recipe, four seeds
     assert "whiten=train` | 1 |" not in text                     # one seed is no spread
     order = [line.split("`")[1] for line in text.splitlines() if line.startswith("| gpu_") or line.startswith("| cpu_")]
     assert order == ["seed=1", "seed=2", "base", "whiten=train", "seed=3"]  # sweep 2 before 10, best first within each
-    assert "No validation sweeps" in report.tuning_table(tmp_path / "none")
+    assert "No validation sweeps" in tables.tuning_table(tmp_path / "none")
 
 
 def test_small_batch_table_has_a_row_per_batch_size_and_a_value_per_seed(tmp_path):
@@ -157,14 +161,14 @@ def test_small_batch_table_has_a_row_per_batch_size_and_a_value_per_seed(tmp_pat
                 **({"val_acc_batch_stats": stats} if stats else {})}
     write_jsonl(tmp_path, [run("gn", 128, 70.0), run("bn", 2, 40.0, stats={"2": 65.5, "128": 50.25}),
                            run("ln", 2, 66.0), run("bn", 128, 72.0, stats={"128": 71.5}), run("gn", 2, 67.125)])
-    assert report.small_batch_table(tmp_path).splitlines()[2:] == [
+    assert tables.small_batch_table(tmp_path).splitlines()[2:] == [
         "| 2 | 3 | 0 | 40.00 | 65.50 | 50.25 | 67.12 | 66.00 |",  # smallest batch first
         "| 128 | 3 | 0 | 72.00 | 71.50 | 71.50 | 70.00 | - |"]   # a missing run shows as -
     write_jsonl(tmp_path / report.SEED1, [run("gn", 2, 68.0, seed=1), run("bn", 2, 41.0, seed=1,
                                                                          stats={"2": 60.0, "128": 55.0})])
-    assert report.small_batch_table(tmp_path).splitlines()[2] == (
+    assert tables.small_batch_table(tmp_path).splitlines()[2] == (
         "| 2 | 3 | 0/1 | 40.00 / 41.00 | 65.50 / 60.00 | 50.25 / 55.00 | 67.12 / 68.00 | 66.00 |")
-    assert "No small-batch runs" in report.small_batch_table(tmp_path / "none")
+    assert "No small-batch runs" in tables.small_batch_table(tmp_path / "none")
 
 
 def test_blocks_table_sets_each_block_design_beside_the_other(tmp_path):
@@ -172,20 +176,20 @@ def test_blocks_table_sets_each_block_design_beside_the_other(tmp_path):
     write_result(images, "gn", 81.5, 0)
     write_result(studies / "seed1", "gn", 80.5, 1)
     write_result(studies / "separable", "gn", 83.0, 0, widths=[32, 48, 96], block="separable")
-    table = report.blocks_table(images, studies)
+    table = tables.blocks_table(images, studies)
     full, sep = count_params(Net("gn")), count_params(Net("gn", widths=[32, 48, 96], block="separable"))
     assert f"| Group Norm | full 3x3 | 16/24/32 | {full:,} | 81.50 (0), 80.50 (1) | 81.00 | 4.0 |" in table
     assert f"| Group Norm | depthwise-separable | 32/48/96 | {sep:,} | 83.00 (0) | 83.00 | 4.0 |" in table
     assert "Batch Norm" not in table and "Layer Norm" not in table  # no results, no row
-    files = [line.split("`")[1] for line in report.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
+    files = [line.split("`")[1] for line in tables.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
     assert files == ["experiments/seed1/results_gn.json", "experiments/separable/results_gn.json"]
 
 
 def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path):
     images, studies = tmp_path / "images", tmp_path / "experiments"
     ablation = studies / report.ABLATION
-    assert report.ablation_table(images, studies).startswith("_No ablation runs yet")
-    assert report.plot_ablation(images, studies) is None
+    assert tables.ablation_table(images, studies).startswith("_No ablation runs yet")
+    assert tables.plot_ablation(images, studies) is None
     write_result(images, "bn", 82.0, 0, lr=0.2)
     write_result(images, "gn", 80.0, 0, lr=0.3)
     write_result(studies / report.SEED1, "bn", 83.0, 1, lr=0.2)
@@ -200,7 +204,7 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
     r = write_result(path.parent, "none", 10.0, 0, lr=0.2)
     r["history"]["train_loss"][1] = float("nan")  # json writes NaN, as the notebook's results file would
     path.write_text(json.dumps(r))
-    lines = report.ablation_table(images, studies).splitlines()
+    lines = tables.ablation_table(images, studies).splitlines()
     assert lines[2:] == [
         "| Batch Norm | yes | 0.2 | 0 | 82.00 | 83.00 | (the headline) | - | 0.00 |",
         "| Batch Norm | yes | 0.2 | 1 | 83.00 | 83.00 | (the headline) | - | 0.00 |",
@@ -211,8 +215,8 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
         "| No Norm | yes | 0.2 | 0 | diverged: loss NaN from epoch 2 | - | - | - | 35.00 |",
         "| No Norm | yes | 0.1 | 0 | 75.00 | 83.00 | -7.00 | - | 0.00 |",  # against BN's headline
         "| No Norm | **no** | 0.1 | 0 | 74.00 | 83.00 | -8.00 | - | 0.00 |"]
-    assert report.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
-    files = [line.split("`")[1] for line in report.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
+    assert tables.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
+    files = [line.split("`")[1] for line in tables.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
     assert files == ["experiments/seed1/results_bn.json", "experiments/ablation/no_norm/lr0.1/results_none.json",
                      "experiments/ablation/no_norm/lr0.2/results_none.json",
                      "experiments/ablation/no_norm/lr0.4/results_none.json",
@@ -223,7 +227,7 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
 
 def test_scale_table_puts_the_models_without_normalization_beside_the_headline(tmp_path):
     studies = tmp_path / "experiments"
-    assert report.ablation_scale_table(studies).startswith("_No scale results")
+    assert tables.ablation_scale_table(studies).startswith("_No scale results")
     factors = [0.8, 0.6, 0.4, 0.2, 0.1]
     headline = {"severities": {"scale": factors}, "bn_batch_size": 256,
                 "accuracy": {"gn": {"scale": [80.0, 79.0, 78.0, 70.0, 50.0, 18.0]}}}
@@ -234,7 +238,7 @@ def test_scale_table_puts_the_models_without_normalization_beside_the_headline(t
     for folder, res in (("shift", headline), ("ablation/scale", ablation)):
         (studies / folder).mkdir(parents=True)
         (studies / folder / "results.json").write_text(json.dumps(res))
-    assert report.ablation_scale_table(studies).splitlines() == [
+    assert tables.ablation_scale_table(studies).splitlines() == [
         "| model | pixels x 1 | pixels x 0.8 | pixels x 0.6 | pixels x 0.4 | pixels x 0.2 | pixels x 0.1 | "
         "mean loss over x 0.8 to x 0.1 (points) |", "|---|---|---|---|---|---|---|---|",
         "| GN | 80.00 | 79.00 | 78.00 | 70.00 | 50.00 | 18.00 | 21.00 |",
@@ -243,14 +247,14 @@ def test_scale_table_puts_the_models_without_normalization_beside_the_headline(t
     ablation["severities"]["scale"] = [0.5] * 5  # another definition of the corruption: not comparable
     (studies / "ablation/scale/results.json").write_text(json.dumps(ablation))
     with pytest.raises(ValueError, match="different factors"):
-        report.ablation_scale_table(studies)
+        tables.ablation_scale_table(studies)
 
 
 def test_seeds_table_spans_every_committed_seed(tmp_path):
     images, studies = tmp_path / "images", tmp_path / "experiments"
     for folder, seed, acc in ((images, 0, 81.5), (studies / "seed1", 1, 80.25), (studies / "seed2", 2, 82.0)):
         write_result(folder, "ln", acc, seed)
-    table = report.seeds_table(images, studies)
+    table = tables.seeds_table(images, studies)
     assert table.splitlines()[0].startswith("| model | test acc %, seed 0 | test acc %, seed 1 | test acc %, seed 2 |")
     assert "| Layer Norm | 81.50 | 80.25 | 82.00 | 81.25 (80.25-82.00) | 83.00 | +1.75 |" in table
     assert "| test acc %, mean (range) over seeds 0, 1, 2 | 81.25 (80.25-82.00) |" in report.findings_table(images, studies)

@@ -2,6 +2,7 @@
 standardized as in training, and the BN batch-statistics test leaves BN alone."""
 import copy
 import dataclasses
+import hashlib
 import io
 import json
 import subprocess
@@ -19,8 +20,23 @@ from model import Net
 
 sys.path.insert(0, str(ROOT / "experiments"))
 import shift  # noqa: E402
+import tables  # noqa: E402
 
 NAMES = list(shift.CORRUPT)
+# scipy.ndimage's Gaussian kernels (scipy 1.17.1, _gaussian_kernel1d), centre tap first, as float.hex
+SCIPY_KERNELS = {
+    0.4: ["0x1.d6a3bb0b987e5p-1", "0x1.4adaf8877b346p-5", "0x1.cbc6f0363e1f1p-19"],
+    0.6: ["0x1.53dffefe63382p-1", "0x1.52fe8b43e1330p-3", "0x1.505dafd617359p-9"],
+    0.7: ["0x1.23c2d39adde1dp-1", "0x1.a4a892b55c7f0p-3", "0x1.3b3170a27df78p-7", "0x1.eaf0abfddfc56p-15"],
+    0.8: ["0x1.fea50a329ccc5p-2", "0x1.d39491a41f9e1p-3", "0x1.66fa84b3e9043p-6", "0x1.ce27258cea946p-12"],
+    1.0: ["0x1.9884a307594fbp-2", "0x1.ef8eb9ad499bap-3", "0x1.ba4b99d1799abp-5", "0x1.22724cb7eb269p-8",
+          "0x1.18a9c4fd536c6p-13"]}
+# sha256 prefixes of scikit-image's bytes (0.26.0) at severities 1-5 on reference_images(), as make_cifar_c.py
+SKIMAGE_SHA = {
+    "contrast": ["a89644ce3cec7deb", "88082f0262ef45c6", "59e8b61c843bdbbb", "a3d375b79ea9244b", "030d72835281a919"],
+    "brightness": ["795aee4f2743c383", "9b39f64e02d1d1f7", "51a09dc18b8b79a3", "879958cee47f9c81", "ebbad5a9db818144"],
+    "gaussian_blur": ["23c67641fecd17ff", "703e18ec73766835", "ddba0ecae8d92e42", "acb785464b2877a7",
+                      "fea98c24cebd1a05"]}
 HIST = {"test_acc": [10.0], "train_acc": [10.0], "seconds": [1.0]}
 
 
@@ -47,13 +63,15 @@ def test_severity_0_is_the_identity_and_higher_ones_change_the_images(name):
         assert not torch.equal(shift.corrupt(x, name, s), x), s
 
 
-@pytest.mark.parametrize("severity", range(1, 6))
-@pytest.mark.parametrize("name", NAMES)
-def test_corruptions_keep_shape_dtype_and_range(name, severity):
+@pytest.mark.parametrize("severity", (1, 5))
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in shift.RANDOM])
+def test_each_image_is_corrupted_on_its_own(name, severity):
+    """An image's corruption does not depend on the others in its batch (a contrast mean over the batch would)."""
     x = images(5)
     y = shift.corrupt(x, name, severity)
-    assert y.shape == x.shape and y.dtype == torch.uint8  # uint8 keeps 0..255 by construction
-    assert y.float().std() > 0
+    assert y.shape == x.shape and y.dtype == torch.uint8
+    for i in (0, 3):
+        assert torch.equal(y[i:i + 1], shift.corrupt(x[i:i + 1], name, severity)), i
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -106,14 +124,9 @@ def test_severities_are_cifar10c_and_follow_their_definitions():
 def test_blur_is_skimage_gaussian_with_edge_repeat_padding():
     """skimage.filters.gaussian's kernel (scipy's: exp(-x^2 / 2 sigma^2) out to int(4 sigma + 0.5), normalized),
     and its mode='nearest': the pixels beyond the edge repeat the edge, not reflect it as torchvision does."""
-    for sigma in (0.4, 0.6, 0.7, 0.8, 1.0):
-        k = shift.gaussian_kernel(sigma)
-        xs = np.arange(-int(4 * sigma + 0.5), int(4 * sigma + 0.5) + 1)
-        assert len(k) == {0.4: 5, 0.6: 5, 0.7: 7, 0.8: 7, 1.0: 9}[sigma]
-        assert np.allclose(k.numpy(), np.exp(-xs ** 2 / (2 * sigma ** 2)) / np.exp(-xs ** 2 / (2 * sigma ** 2)).sum(),
-                           rtol=1e-12, atol=0)
-    assert np.allclose(shift.gaussian_kernel(1.0).numpy()[4:], [0.398943, 0.241971, 0.053991, 0.004432, 0.000134],
-                       atol=2e-6)
+    for sigma, half in SCIPY_KERNELS.items():
+        k = shift.gaussian_kernel(sigma).tolist()
+        assert k == [float.fromhex(v) for v in half[:0:-1] + half], sigma  # symmetric, scipy's bits exactly
     edge = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
     edge[..., 0] = 255  # a bright left column
     k = shift.gaussian_kernel(1.0).numpy()
@@ -124,6 +137,14 @@ def test_blur_is_skimage_gaussian_with_edge_repeat_padding():
         diff = np.abs(hwc(shift.corrupt(edge, "gaussian_blur", 5))[0].astype(int) - expected.astype(int))
         assert (diff.max() > 30) if far else (diff.max() <= 1), mode  # edge repeat: 178, 76, 14, 1; reflect: 101, 61
     assert shift.corrupt(edge, "gaussian_blur", 5)[0, 0, 16, :5].tolist() == [178, 76, 14, 1, 0]
+
+
+def test_noise_is_drawn_afresh_at_each_severity():
+    grey = torch.full((4, 3, 32, 32), 128, dtype=torch.uint8)
+    z = [(shift.corrupt(grey, "gaussian_noise", s, seed=0).double() - 127.5) / shift.SEVERITIES["gaussian_noise"][s - 1]
+         for s in range(1, 6)]
+    corr = torch.corrcoef(torch.stack([v.flatten() for v in z]))
+    assert corr.fill_diagonal_(0).abs().max() < 0.05  # one draw reused at every severity would correlate at ~1
 
 
 def test_noise_follows_the_seed_and_has_the_published_std():
@@ -155,15 +176,34 @@ def test_jpeg_is_a_pillow_round_trip_at_the_published_quality():
             assert np.array_equal(hwc(shift.corrupt(x, "jpeg", s))[i], np.asarray(Image.open(buf))), (s, i)
 
 
+def reference_images():
+    """Six random images, one with flat patches and edges, one ramp: the inputs of the CIFAR-10-C checks."""
+    flat = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    flat[0, :, 8:24, 8:24] = torch.tensor([200, 120, 40], dtype=torch.uint8).view(3, 1, 1)  # flat patches and edges
+    flat[1] = torch.arange(32, dtype=torch.uint8).mul(8).view(1, 1, 32)  # a ramp
+    return torch.cat([images(6), flat])
+
+
+def sha16(a):
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def test_the_corruptions_give_the_bytes_scikit_image_gave():
+    """make_cifar_c.py's contrast, brightness and blur, computed once with scikit-image 0.26.0 and scipy 1.17.1
+    on reference_images() (numpy, (N, H, W, 3) uint8) and recorded as sha256 prefixes: byte for byte, without
+    scikit-image installed."""
+    x = reference_images()
+    assert sha16(hwc(x)) == "af5dd34b5b80cb3a"  # the inputs themselves, so a changed input is not a changed output
+    for name, digests in SKIMAGE_SHA.items():
+        assert [sha16(hwc(shift.corrupt(x, name, s))) for s in range(1, 6)] == digests, name
+
+
 def test_the_corruptions_give_cifar10c_bytes():
     """Against the reference's own libraries, where they are installed (scikit-image; not a dependency): contrast,
     brightness and blur as make_cifar_c.py computes them, byte for byte."""
     sk = pytest.importorskip("skimage")
     from skimage.filters import gaussian
-    flat = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
-    flat[0, :, 8:24, 8:24] = torch.tensor([200, 120, 40], dtype=torch.uint8).view(3, 1, 1)  # flat patches and edges
-    flat[1] = torch.arange(32, dtype=torch.uint8).mul(8).view(1, 1, 32)  # a ramp
-    x = torch.cat([images(6), flat])
+    x = reference_images()
 
     def brightness(a, c):
         hsv = sk.color.rgb2hsv(a)
@@ -192,7 +232,7 @@ def test_batch_statistics_leave_bn_untouched_and_use_the_batch(data):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.fill_(5.0)  # far from any batch's statistics
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    logits = report.batch_stats_predict(model, data.x_test, data, batch_size=len(data.y_test))
+    logits = utils.batch_stats_predict(model, data.x_test, data, batch_size=len(data.y_test))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
     with torch.no_grad():
         expected = copy.deepcopy(model).train()(data.normalize(data.x_test))  # batch statistics, in any order
@@ -214,12 +254,12 @@ def test_models_see_inputs_standardized_with_the_statistics_they_were_trained_wi
     (model, stats), = shift.load_models([path]).values()
     assert np.allclose(stats["mean"], trained_on.mean.flatten()) and np.allclose(stats["std"], trained_on.std.flatten())
     x = shift.corrupt(data.x_test, "contrast", 2)
-    own = utils.predict(model, x, report.as_trained(data, stats))
+    own = utils.predict(model, x, utils.as_trained(data, stats))
     assert torch.equal(shift.predict(model, stats, x, data), own)
     assert not torch.allclose(own, utils.predict(model, x, data), atol=1e-2)  # the loaded data's statistics differ
     res = shift.main(image_folder, tmp_path / "out", paths=[path], corruptions=["scale"], pin=False)
     assert res["accuracy"][str(path)]["scale"] == [
-        round(utils.accuracy(utils.predict(model, shift.corrupt(data.x_test, "scale", s), report.as_trained(data, stats)),
+        round(utils.accuracy(utils.predict(model, shift.corrupt(data.x_test, "scale", s), utils.as_trained(data, stats)),
                              data.y_test), 2) for s in range(6)]
     utils.results_beside(path).unlink()  # a checkpoint on its own records them too
     assert shift.load_models([path])[str(path)][1] == stats
@@ -242,7 +282,7 @@ def test_bn_batch_statistics_come_from_full_batches_of_the_test_set(data, image_
     model, stats = shift.load_models(images=tmp_path / "images")["bn"]
     acc = lambda logits: round(utils.accuracy(logits, data.y_test), 2)
     xs = [shift.corrupt(data.x_test, "contrast", s) for s in range(6)]
-    expected = [acc(report.batch_stats_predict(model, x, report.as_trained(data, stats), shift.BN_BATCH)) for x in xs]
+    expected = [acc(utils.batch_stats_predict(model, x, utils.as_trained(data, stats), shift.BN_BATCH)) for x in xs]
     assert res["accuracy"]["bn_batch_stats"]["contrast"] == expected
     assert expected != res["accuracy"]["bn"]["contrast"]  # the running averages give other answers
 
@@ -260,7 +300,7 @@ def test_other_saved_models_under_chosen_corruptions(data, image_folder, tmp_pat
     assert res["severities"] == {"scale": shift.SEVERITIES["scale"]} and res["to_uint8"] == {"scale": "rounded"}
     assert res["kernels"]["pinned"] is False and res["kernels"]["threads"] == torch.get_num_threads()
     assert (out / "results.json").read_text() == utils.json_text(res) and (out / "shift.png").exists()
-    table = report.shift_table(tmp_path)  # the table of a study of models named by path (out is tmp_path/"out")
+    table = tables.shift_table(tmp_path)  # the table of a study of models named by path (out is tmp_path/"out")
     assert table == "_No corruption results yet: run `python experiments/shift.py`._"
     for bad in ({"paths": [tmp_path / "missing" / "model_bn.pt"]}, {"paths": paths, "corruptions": ["fog"]},
                 {"paths": paths[:1] * 2}):
@@ -278,7 +318,7 @@ def test_the_table_names_models_given_by_path(tmp_path):
                       "y/model_ln.pt": {"norm": "ln", "seed": 0, "config": {"residual": False}}}}
     (tmp_path / "shift").mkdir()
     (tmp_path / "shift" / "results.json").write_text(json.dumps(res))
-    lines = report.shift_table(tmp_path).splitlines()
+    lines = tables.shift_table(tmp_path).splitlines()
     assert lines[2:6] == ["| model | clean test acc % | mean over the 10 corrupted test sets | worst corruption (mean of its 5) |",
                           "|---|---|---|---|", "| No Norm, peak lr 0.2, seed 1 | 80.00 | 50.00 (-30.00) | scale: 50.00 |",
                           "| Layer Norm, no residual additions, seed 0 | 81.00 | 51.00 (-30.00) | scale: 51.00 |"]
@@ -294,7 +334,7 @@ def test_the_scale_table_does_not_mix_rounded_and_truncated_bytes(tmp_path):
             {"severities": {"scale": factors}, "bn_batch_size": 250, **extra,
              "accuracy": {"gn": {"scale": [80.0, 79.0, 78.0, 70.0, 50.0, 18.0]}}}))
     with pytest.raises(ValueError, match="rounded and truncated"):
-        report.ablation_scale_table(tmp_path)
+        tables.ablation_scale_table(tmp_path)
 
 
 def test_other_models_need_an_out_folder_of_their_own(capsys):

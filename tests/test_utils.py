@@ -6,7 +6,6 @@ import urllib.error
 import pytest
 import torch
 
-import report
 import utils
 from conftest import make_image_folder
 from model import Net, count_params
@@ -202,13 +201,12 @@ def test_results_and_figures_are_written(data, tmp_path):
     for key in ("norm", "params", "epochs", "train_acc", "test_acc", "history", "seed", "device", "data", "torch"):
         assert key in saved
     assert saved["test_acc"] == hist["test_acc"][-1] and saved["params"] < 50_000
-    report.plot_curves(hist, "bn", tmp_path)
-    report.plot_misclassified(model, data, "bn", tmp_path)
-    assert report.plot_comparison(tmp_path) is None  # gn and ln have no results yet
+    utils.plot_curves(hist, "bn", tmp_path)
+    utils.plot_misclassified(model, data, "bn", tmp_path)
+    assert utils.plot_comparison(tmp_path) is None  # gn and ln have no results yet
     for norm in ("gn", "ln"):
-        model.norm = norm
-        utils.save_results(tmp_path, model, hist, 0, "cpu", data)
-    assert report.plot_comparison(tmp_path) is not None
+        utils.save_results(tmp_path, Net(norm), hist, 0, "cpu", data)
+    assert utils.plot_comparison(tmp_path) is not None
     names = {p.name for p in tmp_path.iterdir()}
     assert {"curves_bn.png", "misclassified_bn.png", "comparison.png"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
@@ -225,14 +223,14 @@ def test_results_report_the_final_epoch_not_the_best(data, tmp_path):
 
 def test_misclassified_are_really_wrong_and_drawn_from_all_mistakes(data):
     model, _ = run(data, seed=0, epochs=1)
-    idx, pred = report.misclassified(model, data)
+    idx, pred = utils.misclassified(model, data)
     assert 0 < len(idx) <= 10
     assert (pred != data.y_test[idx]).all()
     wrong = (utils.predict(model, data.x_test, data).argmax(1) != data.y_test).nonzero().flatten()
-    assert torch.equal(idx, report.misclassified(model, data)[0])  # seeded: same pick every call
+    assert torch.equal(idx, utils.misclassified(model, data)[0])  # seeded: same pick every call
     if len(wrong) > 20:  # the test split is stored sorted by class: not just the first ten
         assert not torch.equal(idx, wrong[:10])
-        assert not torch.equal(idx, report.misclassified(model, data, seed=1)[0])
+        assert not torch.equal(idx, utils.misclassified(model, data, seed=1)[0])
 
 
 def test_written_files_get_the_usual_permissions(tmp_path):
@@ -263,14 +261,14 @@ def test_progress_keeps_one_clean_line_per_bar(capsys):
 @pytest.mark.parametrize("norm", ["gn", "ln"])
 def test_batch_statistics_do_not_matter_to_per_image_norms(data, norm):
     model, _ = run(data, seed=0, epochs=2, norm=norm)
-    acc = report.batch_stats_acc(model, data, sizes=(1, 7, 60))
+    acc = utils.batch_stats_acc(model, data, sizes=(1, 7, 60))
     assert acc["1"] == acc["7"] == acc["60"] == round(utils.test(model, data)[1], 2)
 
 
 def test_batch_statistics_leave_the_bn_model_untouched(data):
     model, _ = run(data, seed=0, epochs=1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    acc = report.batch_stats_acc(model, data, sizes=(1, 60))
+    acc = utils.batch_stats_acc(model, data, sizes=(1, 60))
     assert set(acc) == {"1", "60"} and all(0 <= a <= 100 for a in acc.values())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -279,20 +277,54 @@ def test_batch_statistics_use_random_batches_not_stored_order(data, monkeypatch)
     model, _ = run(data, seed=0, epochs=1)
     seen = []
     monkeypatch.setattr(data, "normalize", lambda x: seen.append(x.clone()) or utils.Data.normalize(data, x))
-    report.batch_stats_acc(model, data, sizes=(6,))
+    utils.batch_stats_acc(model, data, sizes=(6,))
     first = seen[0]
     stored = [i for i in range(len(data.x_test)) if any(torch.equal(data.x_test[i], im) for im in first)]
     assert len(stored) == 6 and stored != list(range(6))  # not the first six stored images
 
 
-def test_confusion_matrix_counts_each_test_image_once(data):
+class Always(torch.nn.Module):
+    """A stand-in model that predicts class k for every image: its confusion matrix is known in advance."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(torch.full((len(x),), self.k), 10).float()
+
+
+def test_confusion_matrix_has_the_true_class_in_rows(data):
+    counts = torch.bincount(data.y_test, minlength=10).tolist()  # 6 synthetic test images per class
+    cm = utils.confusion_matrix(Always(3), data)
+    assert [row[3] for row in cm] == counts  # column 3: every image, in the row of its true class
+    assert all(v == 0 for row in cm for j, v in enumerate(row) if j != 3)
+    assert utils.per_class_acc(cm) == {name: (100.0 if k == 3 else 0.0) for k, name in enumerate(utils.CLASSES)}
+
+
+def test_per_class_accuracy_of_a_class_without_test_images_is_none():
+    confusion = [[2, 0], [0, 0]]  # a tiny subset: no second class in it
+    assert utils.per_class_acc(confusion, ("airplane", "automobile")) == {"airplane": 100.0, "automobile": None}
+
+
+def test_the_grid_title_counts_the_images_it_shows(data):
     model, _ = run(data, seed=0, epochs=1)
-    cm = torch.tensor(report.confusion_matrix(model, data))
-    pred = utils.predict(model, data.x_test, data).argmax(1)
-    assert cm.shape == (10, 10) and cm.sum() == len(data.y_test)
-    assert cm.sum(1).tolist() == torch.bincount(data.y_test, minlength=10).tolist()  # rows: the true class
-    assert cm.sum(0).tolist() == torch.bincount(pred, minlength=10).tolist()         # columns: the prediction
-    assert 100 * cm.trace().item() / cm.sum().item() == pytest.approx(utils.test(model, data)[1], abs=1e-4)
+    n = len(utils.misclassified(model, data, n=1000)[0])
+    fig = utils.plot_misclassified(model, data, "bn", n=n + 5)
+    assert fig._suptitle.get_text() == f"Batch Norm (bn): {n} misclassified test images"
+
+
+def test_batch_statistics_use_full_batches_only(data, monkeypatch):
+    """60 test images in batches of 7: eight full batches and, for the last four images, the last seven of the
+    shuffle again, never a batch of 4."""
+    model, _ = run(data, seed=0, epochs=1)
+    sizes = []
+    monkeypatch.setattr(data, "normalize", lambda x: sizes.append(len(x)) or utils.Data.normalize(data, x))
+    logits = utils.batch_stats_predict(model, data.x_test, data, 7)
+    assert sizes == [7] * 9 and logits.shape == (60, 10) and torch.isfinite(logits).all()
+    sizes.clear()
+    utils.batch_stats_predict(model, data.x_test, data, 100)  # larger than the split: one batch of all
+    assert sizes == [60]
 
 
 # ----------------------------------------------------------------------------- what a run leaves alone
@@ -320,7 +352,7 @@ def test_per_class_accuracy_reads_rows_as_the_true_class():
     confusion = [[0] * 10 for _ in range(10)]
     confusion[0][0], confusion[0][1], confusion[1][1], confusion[2][0] = 3, 1, 2, 4  # 3 of 4 airplanes right
     confusion[3][3] = 1
-    acc = report.per_class_acc(confusion[:4], utils.CLASSES[:4])
+    acc = utils.per_class_acc(confusion[:4], utils.CLASSES[:4])
     assert acc == {"airplane": 75.0, "automobile": 100.0, "bird": 0.0, "cat": 100.0}
 
 
@@ -338,8 +370,8 @@ def draws_of(root, seed, trained):
     draws["order and crops"] = clone(model.state_dict())
     utils.whiten_init(model, data, n=32, seed=seed)
     draws["whitening images"] = model.C1[0].weight.clone()
-    draws["mistakes shown"] = report.misclassified(trained, data, seed=seed)[0]
-    draws["batch-statistics batches"] = report.batch_stats_predict(trained, data.x_test, data, 3, seed=seed)
+    draws["mistakes shown"] = utils.misclassified(trained, data, seed=seed)[0]
+    draws["batch-statistics batches"] = utils.batch_stats_predict(trained, data.x_test, data, 3, seed=seed)
     assert torch.equal(rng, torch.get_rng_state()), "a run drew from the global generator after the model's init"
     return draws
 
@@ -354,3 +386,51 @@ def test_every_random_draw_of_a_run_follows_its_seed(image_folder):
     for name in a:
         assert same(a[name], b[name]), name
         assert not same(a[name], c[name]), name
+
+
+# ----------------------------------------------------------------------------- interrupted writes, honest records
+
+def test_a_write_reaches_the_disk_before_its_name_does(tmp_path, monkeypatch):
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: calls.append("rename") or real_replace(a, b))
+    utils._atomic_write(tmp_path / "a.json", lambda p: open(p, "w").write("{}"))
+    assert calls == ["fsync", "rename", "fsync"]  # the file, the rename, then the folder that holds the name
+
+
+def test_a_save_interrupted_after_the_weights_leaves_no_results_file(data, tmp_path, monkeypatch):
+    model, hist = run(data, seed=0, epochs=1)
+    utils.save_results(tmp_path, model, hist, 0, "cpu", data)
+    fig = utils.plot_curves(hist, "bn")
+    monkeypatch.setattr(utils, "save_fig", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        utils.save_results(tmp_path, model, hist, 0, "cpu", data, figures={"curves": fig})
+    assert not (tmp_path / "results_bn.json").exists()  # not the old one beside new weights
+
+
+def test_the_figures_are_written_with_the_run_and_its_results_file_last(data, tmp_path, monkeypatch):
+    model, hist = run(data, seed=0, epochs=1)
+    figures = {"curves": utils.plot_curves(hist, "bn"), "misclassified": utils.plot_misclassified(model, data, "bn")}
+    assert list(tmp_path.iterdir()) == []  # drawing writes nothing
+    order = []
+    real = utils._atomic_write
+    monkeypatch.setattr(utils, "_atomic_write", lambda path, write: order.append(path.name) or real(path, write))
+    utils.save_results(tmp_path, model, hist, 0, "cpu", data, figures=figures)
+    assert order == ["model_bn.pt", "curves_bn.png", "misclassified_bn.png", "results_bn.json"]
+
+
+def test_a_gpu_record_says_what_holds_after_a_second_choice(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    try:
+        first = utils.choose_kernels(torch.device("cuda"), deterministic=True)
+        assert first["deterministic"] is True and torch.are_deterministic_algorithms_enabled()
+        second = utils.choose_kernels(torch.device("cuda"), deterministic=False)
+        assert second["deterministic"] is False and not torch.are_deterministic_algorithms_enabled()
+        assert second["tf32"] == {"matmul": torch.backends.cuda.matmul.allow_tf32,
+                                  "cudnn": torch.backends.cudnn.allow_tf32}
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]

@@ -10,7 +10,7 @@ import torch
 
 import report
 import utils
-from conftest import ROOT
+from conftest import ROOT, jiggled
 from model import Net, count_params
 
 NORMS = ("bn", "gn", "ln")
@@ -67,7 +67,8 @@ def test_weights_round_trip_to_identical_outputs(data, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))
     ckpt = torch.load(tmp_path / "model_bn.pt", weights_only=True)  # plain tensors, lists and strings
-    assert ckpt["net"] == {"norm": "bn", "groups": 4, "norm_1x1": False} and ckpt["mean"] == data.mean.flatten().tolist()
+    assert ckpt["net"] == {"norm": "bn", "groups": 4, "widths": [16, 24, 32], "block": "full", "norm_1x1": False,
+                           "residual": True} and ckpt["mean"] == data.mean.flatten().tolist()
     plain = Net("bn")
     plain.load_state_dict(ckpt["state_dict"])
     with torch.no_grad():
@@ -97,8 +98,32 @@ def test_weights_and_results_of_different_runs_are_refused(data, tmp_path):
     other = tmp_path / "other"
     trained(data, other)
     edit_results(other, "gn", weights_sha256="0" * 64)  # same config, other weights
-    with pytest.raises(ValueError, match="come from different runs"):
+    with pytest.raises(ValueError, match="is not the file its results file describes") as e:
         utils.load_model(other / "model_gn.pt")
+    assert "the weights say" not in str(e.value)  # no two identical configs printed as if they differed
+
+
+@pytest.mark.parametrize("net, config", [
+    (dict(norm="gn", groups=2, residual=False), {"norm_1x1": False}),  # groups and residual change no shape
+    (dict(norm="ln", widths=(8, 16, 24), block="separable"), {}),
+])
+def test_a_checkpoint_records_the_model_it_holds_not_what_the_caller_says(data, tmp_path, net, config):
+    model = jiggled(Net(**net))
+    hist = {"train_loss": [1.0], "train_acc": [50.0], "test_loss": [1.0], "test_acc": [50.0], "lr": [0.1], "seconds": [1.0]}
+    utils.save_results(tmp_path, model, hist, 0, "cpu", data, {"config": config})
+    loaded = utils.load_model(tmp_path / f"model_{net['norm']}.pt")
+    assert utils.built_as(loaded) == utils.built_as(model)
+    x = data.normalize(data.x_test)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_a_config_that_contradicts_the_model_is_refused_before_anything_is_written(data, tmp_path):
+    hist = {"train_loss": [1.0], "train_acc": [50.0], "test_loss": [1.0], "test_acc": [50.0], "lr": [0.1], "seconds": [1.0]}
+    with pytest.raises(ValueError, match="groups=4 but the model has 2, residual=True but the model has False"):
+        utils.save_results(tmp_path, Net("gn", groups=2, residual=False), hist, 0, "cpu", data,
+                           {"config": {"groups": 4, "residual": True, "lr": 0.1}})
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
 
 
 def test_a_diverged_run_writes_strict_json_and_reads_back_nan(data, tmp_path):
@@ -181,7 +206,20 @@ def test_check_fails_on_weights_from_another_run(data, image_folder, tmp_path, c
     trained(data, tmp_path)
     edit_results(tmp_path, "gn", weights_sha256="0" * 64)
     assert report.check(image_folder, tmp_path) == 1
-    assert "ERROR: model_gn.pt and results_gn.json" in capsys.readouterr().out
+    assert "ERROR: model_gn.pt in " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a pickle"])
+def test_check_goes_on_past_a_broken_file_and_checks_the_others(data, image_folder, tmp_path, capsys, damage):
+    trained(data, tmp_path, "gn")
+    trained(data, tmp_path, "ln")
+    pt = tmp_path / "model_gn.pt"
+    pt.write_bytes(pt.read_bytes()[:500] if damage == "truncated" else b"\x80\x04not a checkpoint at all")
+    assert report.check(image_folder, tmp_path) == 1
+    out = capsys.readouterr().out
+    gn = next(line for line in out.splitlines() if line.startswith("Group Norm"))
+    assert "ERROR: model_gn.pt cannot be read" in gn
+    assert "agrees (same test images)" in next(line for line in out.splitlines() if line.startswith("Layer Norm"))
 
 
 def test_new_weights_beside_an_old_results_file_are_refused(data, tmp_path):
@@ -193,5 +231,5 @@ def test_new_weights_beside_an_old_results_file_are_refused(data, tmp_path):
     ckpt = torch.load(path, weights_only=True)
     ckpt["state_dict"]["C10.bias"] += 1  # the same network, other weights
     torch.save(ckpt, path)
-    with pytest.raises(ValueError, match="come from different runs"):
+    with pytest.raises(ValueError, match="not the file its results file describes"):
         utils.load_model(path)
