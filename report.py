@@ -6,6 +6,7 @@ markers and is rebuilt from the results files, the benchmark files and model.py;
 `python report.py --check` evaluates the committed models against their results files.
 """
 import json
+import math
 import os
 from pathlib import Path
 from statistics import median
@@ -23,6 +24,7 @@ STUDIES = ROOT / "experiments"      # everything beyond the assignment
 HEADLINE = ("bn", "gn", "ln")       # the assignment's three models
 SEED1 = "seed1"                     # the same notebooks under seed 1, inside a folder of runs
 SEEDS = (SEED1, "seed2")            # the headline notebooks under seeds 1 and 2, inside STUDIES
+LIKE_FOR_LIKE = "like_for_like"     # BN on GN's and LN's network (no norm after c3, c6), seed<k>/, inside STUDIES
 SEPARABLE = "separable"             # the notebooks with depthwise-separable C blocks, inside STUDIES
 ABLATION = "ablation"               # the notebooks without residual additions or without normalization, inside STUDIES
 
@@ -40,9 +42,81 @@ def seed_runs(folder=IMAGES, studies=STUDIES):
     return {n: [res[n] for res in found if n in res] for n in NORM_NAMES}
 
 
+def like_for_like_runs(studies=STUDIES):
+    """BN's runs on GN's and LN's network, one per seed folder of LIKE_FOR_LIKE."""
+    folders = sorted((Path(studies) / LIKE_FOR_LIKE).glob("seed*"))
+    return [r for r in (load_results(d).get("bn") for d in folders) if r]
+
+
+def comparisons(folder=IMAGES, studies=STUDIES):
+    """{label: paired()} for every comparison the README's findings make, over the committed seeds."""
+    runs, same = seed_runs(folder, studies), like_for_like_runs(studies)
+    pairs = {"BN - GN, each with its recipe": (runs["bn"], runs["gn"]),
+             "BN - LN, each with its recipe": (runs["bn"], runs["ln"]),
+             "GN - LN": (runs["gn"], runs["ln"])}
+    if same:
+        pairs |= {"BN - GN, the same network": (same, runs["gn"]), "BN - LN, the same network": (same, runs["ln"]),
+                  "BN's recipe - BN on the same network": (runs["bn"], same)}
+    return {label: paired(a, b) for label, (a, b) in pairs.items()}
+
+
+def gaps_text(folder=IMAGES, studies=STUDIES):
+    """The README's first claim: BN's lead over GN and LN as the mean (range) of the paired differences over the
+    seeds, with each norm's own recipe and, where committed, on the same network; and what the rule says of each."""
+    c = comparisons(folder, studies)
+    gap = lambda k: f"{c[k]['mean']:.2f} points ({min(c[k]['diffs']):.2f} to {max(c[k]['diffs']):.2f})"
+    leads = ["BN - GN, each with its recipe", "BN - LN, each with its recipe"]
+    text = (f"With each norm's own recipe, BN leads GN by {gap(leads[0])} and LN by {gap(leads[1])}, mean (range) "
+            f"of the paired differences over {len(c[leads[0]]['diffs'])} seeds")
+    if "BN - GN, the same network" in c:
+        leads += ["BN - GN, the same network", "BN - LN, the same network"]
+        text += (f"; on the same network with only the norm swapped, by {gap(leads[2])} and {gap(leads[3])} over "
+                 f"{len(c[leads[2]]['diffs'])} seeds")
+    unshown = [k for k in leads if not c[k]["real"]]
+    judged = (f"{'Both' if len(leads) == 2 else 'All four'} leads are real by the [rule](#findings-about-normalization)"
+              if not unshown else f"Not shown by the [rule](#findings-about-normalization): {'; '.join(unshown)}")
+    return f"{text}. {judged}; GN against LN is {'real' if c['GN - LN']['real'] else 'not shown'}."
+
+
+def pairs_table(folder=IMAGES, studies=STUDIES):
+    """Paired differences of test accuracy, seed by seed, with the rule's verdict."""
+    found = {k: p for k, p in comparisons(folder, studies).items() if p["diffs"]}
+    if not found:
+        return "_No seeds to pair yet._"
+    seeds = sorted(r["seed"] for r in seed_runs(folder, studies)["bn"])
+    rows = header("test acc, points", *(f"seed {s}" for s in seeds), "mean", "verdict")
+    for label, p in found.items():
+        rows.append(row(label, [*(f"{d:+.2f}" for d in p["diffs"]), f"{p['mean']:+.2f}", verdict(p)]))
+    return "\n".join(rows)
+
+
 def spread(values):
     """'mean (min-max)' of a list of accuracies."""
     return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+# The one rule for every claim that two settings differ: a paired t-test over the seeds (the same seed gives both
+# runs the same data order), two-sided at 5%. With n seeds, the mean difference must exceed T[n] times its standard
+# error, std / sqrt(n); with three seeds, 2.48 standard deviations of the three differences.
+T = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # Student's t, two-sided 5%, by number of pairs (n - 1 degrees)
+
+
+def paired(a, b):
+    """Runs a and b of the same seeds: {"diffs": a - b per seed, "mean", "sd", "t", "real"}. Not real below
+    two pairs, or when a difference is 0 at every seed."""
+    by_seed = {r["seed"]: r["test_acc"] for r in b}
+    diffs = [r["test_acc"] - by_seed[r["seed"]] for r in a if r["seed"] in by_seed]
+    n = len(diffs)
+    mean = sum(diffs) / n if n else math.nan
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else math.nan
+    t = mean / (sd / math.sqrt(n)) if n > 1 and sd > 0 else math.nan
+    return {"diffs": diffs, "mean": mean, "sd": sd, "t": t, "real": n in T and abs(t) > T[n]}
+
+
+def verdict(p):
+    """How a paired() comparison reads in a table: 'real' or 'not shown', with the sign count."""
+    signs = {d > 0 for d in p["diffs"]}
+    return ("**real**" if p["real"] else "not shown") + ("; one sign" if len(signs) == 1 else "; signs differ")
 
 
 def epoch_seconds(result):
@@ -281,7 +355,8 @@ def kernels(result):
     if "gpu" in k:
         return "deterministic" if k["deterministic"] else "cuDNN autotuned"
     isa = " / ".join(str(k[lib]) for lib in ("aten", "onednn", "mkl"))
-    return f"{isa}, {k['threads']} threads, {'pinned' if k['pinned'] else 'not pinned'}"
+    cpu = f" (a CPU with {k['cpu_isa']})" if k.get("cpu_isa") else ""
+    return f"{isa}, {k['threads']} threads, {'pinned' if k['pinned'] else 'not pinned'}{cpu}"
 
 
 def provenance(folders, root=ROOT, short=False):
@@ -304,6 +379,7 @@ def provenance(folders, root=ROOT, short=False):
 def readme_tables(images=IMAGES, studies=STUDIES, root=ROOT):
     return {"results": results_table(images, timing=False), "architecture": layer_table(images),
             "per-class": per_class_table(images), "findings": findings_table(images, studies),
+            "pairs": pairs_table(images, studies), "gaps": gaps_text(images, studies),
             "hardware": provenance([images], root, short=True)}
 
 

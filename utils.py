@@ -157,11 +157,20 @@ def cpu_kernels():
     torch's first operations if nothing has, and so fixes every library's choice for the process."""
     if not _KERNELS:
         libs = parse_verbose(_verbose_lines(), torch.backends.mkldnn.is_available(), torch.backends.mkl.is_available())
-        _KERNELS.update(aten=torch.backends.cpu.get_cpu_capability(), **libs, fingerprint=kernel_fingerprint(),
-                        pinned=False)
+        _KERNELS.update(cpu_isa=cpu_isa(), aten=torch.backends.cpu.get_cpu_capability(), **libs,
+                        fingerprint=kernel_fingerprint(), pinned=False)
     threads = torch.get_num_threads()
     held = _KERNELS["pinned"] and threads == PIN_THREADS and all(os.environ.get(k) == v for k, v in PIN_ENV.items())
     return {**_KERNELS, "threads": threads, "pinned": held}
+
+
+def cpu_isa(cpuinfo="/proc/cpuinfo"):
+    """The widest vector instructions this CPU has, as Linux lists its flags ("AVX-512", "AVX2", "below AVX2"), for
+    the record; None where there is no such list."""
+    if not Path(cpuinfo).exists():
+        return None
+    flags = next((line.split() for line in Path(cpuinfo).read_text().splitlines() if line.startswith("flags")), [])
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "below AVX2"
 
 
 def has_avx2(cpuinfo="/proc/cpuinfo"):

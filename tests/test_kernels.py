@@ -142,8 +142,12 @@ def test_avx2_is_read_from_the_cpu_flags_or_else_from_torch(tmp_path):
     flags = tmp_path / "cpuinfo"
     flags.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
     assert utils.has_avx2(flags) is True
+    assert utils.cpu_isa(flags) == "AVX2"
     flags.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx fma\n")
-    assert utils.has_avx2(flags) is False
+    assert utils.has_avx2(flags) is False and utils.cpu_isa(flags) == "below AVX2"
+    flags.write_text("processor\t: 0\nflags\t\t: fpu avx avx2 avx512f avx512bw\n")
+    assert utils.has_avx2(flags) is True and utils.cpu_isa(flags) == "AVX-512"
+    assert utils.cpu_isa(tmp_path / "absent") is None
     own = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
                          capture_output=True, text=True).stdout.strip()
     assert utils.has_avx2(tmp_path / "absent") is (own in ("AVX2", "AVX512"))  # macOS, Windows: no such file

@@ -56,6 +56,10 @@ def test_notebook_runs_headless(norm, image_folder, tmp_path, clean_env):
     res = json.loads((images / f"results_{norm}.json").read_text())
     assert final == [f"FINAL {norm}: train_acc={res['train_acc']:.2f}% test_acc={res['test_acc']:.2f}% "
                      f"params={res['params']} epochs=2"]
+    # no published run has these settings: said once before training, once at the end, nothing recorded
+    assert "nothing to compare with: this run differs from experiments/seed1/results_" in text  # seed 1
+    assert text.rstrip().endswith("not a rerun of a published run: nothing to compare with")
+    assert "reproduction" not in res and " = published" not in text
     assert res["config"]["whiten"] is (norm == "bn")
     assert res["kernels"]["pinned"] is (norm != "gn") and (", pinned)" in res["device"]) is (norm != "gn")
     assert res["config"]["block"] == ("separable" if norm == "ln" else "full")
@@ -84,7 +88,8 @@ def test_with_saved_weights_a_notebook_evaluates_them_and_writes_nothing(image_f
     out_nb = tmp_path / "weights.ipynb"
     pm.execute_notebook(str(ROOT / "S8_GN.ipynb"), str(out_nb), cwd=str(ROOT), progress_bar=False,
                         parameters=dict(weights=str(trained / "model_gn.pt"), data_root=str(image_folder),
-                                        out_dir=str(trained), device="cpu"))
+                                        out_dir=str(trained), device="cpu",
+                                        train_subset=20))  # other statistics than the model's: not used
     nb = nbformat.read(out_nb, as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert " train loss " not in text and "no training run, so no curves" in text
