@@ -66,6 +66,8 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
     c = comparisons(folder, studies)
     gap = lambda k: f"{c[k]['mean']:.2f} points ({min(c[k]['diffs']):.2f} to {max(c[k]['diffs']):.2f})"
     leads = ["BN - GN, each with its recipe", "BN - LN, each with its recipe"]
+    if not all(c[k]["diffs"] for k in leads):
+        return "_No runs of BN, GN and LN under one seed yet._"
     text = (f"With each norm's own recipe, BN leads GN by {gap(leads[0])} and LN by {gap(leads[1])}, mean (range) "
             f"of the paired differences over {len(c[leads[0]]['diffs'])} seeds")
     if "BN - GN, the same network" in c:
@@ -360,18 +362,29 @@ def kernels(result):
 
 
 def provenance(folders, root=ROOT, short=False):
-    """Which data, hardware, kernels, torch and seed produced each results file in folders (short: hardware,
-    kernels and seed only, for a page that states the data and torch once)."""
-    cols = ("results file", "hardware", "kernels", "seed") if short else (
+    """Which data, hardware, kernels, torch and seed produced each results file in folders (short: hardware, with
+    the CPU's own instructions, and seed only, for a page that states the data, kernels and torch in its text)."""
+    cols = ("results file", "hardware", "seed") if short else (
         "results file", "data", "hardware", "kernels", "torch", "seed")
-    rows = header("model", *cols)
+    lines = []
     for d in folders:
         where = Path(os.path.relpath(d, root)).as_posix()
         for n, r in load_results(d).items():
-            cells = {"results file": f"`{where}/results_{n}.json`", "data": r["data"], "hardware": r["device"],
+            cpu = r.get("kernels", {}).get("cpu_isa")
+            device = f"{r['device']}; a CPU with {cpu}" if short and cpu else r["device"]
+            cells = {"results file": f"`{where}/results_{n}.json`", "data": r["data"], "hardware": device,
                      "kernels": kernels(r), "torch": r["torch"], "seed": str(r["seed"])}
-            rows.append(row(NORM_NAMES[n], [cells[c] for c in cols]))
-    return "\n".join(rows)
+            lines.append((n, where, [cells[c] for c in cols]))
+    same = lambda cells: [c for col, c in zip(cols, cells) if col != "results file"]
+    if short and len(lines) > 1 and len({(w, *same(c)) for _, w, c in lines}) == 1:  # one row says it for all
+        n, where, cells = lines[0]
+        names = ", ".join(n.upper() for n, _, _ in lines)
+        return "\n".join([*header("models", *cols), row(names, [f"`{where}/results_<norm>.json`", *same(cells)])])
+    common = [c for k, c in enumerate(cols) if c in ("data", "torch") and len({cells[k] for *_, cells in lines}) == 1]
+    keep = [k for k, c in enumerate(cols) if c not in common]
+    said = f"Every run below: {'; '.join(f'{c} {lines[0][2][cols.index(c)]}' for c in common)}.\n\n" if common else ""
+    return said + "\n".join([*header("model", *(cols[k] for k in keep)),
+                              *(row(NORM_NAMES[n], [cells[k] for k in keep]) for n, _, cells in lines)])
 
 
 # ----------------------------------------------------------------------------- writing
@@ -379,7 +392,7 @@ def provenance(folders, root=ROOT, short=False):
 def readme_tables(images=IMAGES, studies=STUDIES, root=ROOT):
     return {"results": results_table(images, timing=False), "architecture": layer_table(images),
             "per-class": per_class_table(images), "findings": findings_table(images, studies),
-            "pairs": pairs_table(images, studies), "gaps": gaps_text(images, studies),
+            "gaps": gaps_text(images, studies),
             "hardware": provenance([images], root, short=True)}
 
 

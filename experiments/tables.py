@@ -20,7 +20,7 @@ import report  # noqa: E402
 import utils  # noqa: E402
 from model import Net  # noqa: E402
 from report import (ABLATION, HEADLINE, IMAGES, SEED1, SEEDS, SEPARABLE, STUDIES,  # noqa: E402
-                    epoch_seconds, header, layer_table, model_config, norm_example, norm_tables, provenance,
+                    header, model_config, norm_example, norm_tables, provenance,
                     recipe_runs, results_table, row, seed_runs, spread)
 from utils import NORM_NAMES, load_results  # noqa: E402
 
@@ -48,11 +48,26 @@ def seeds_table(folder=IMAGES, studies=STUDIES):
     return "\n".join(rows)
 
 
+def like_for_like_table(folder=IMAGES, studies=STUDIES):
+    """Test accuracy per seed: BN with its recipe, BN on GN's and LN's network (report.like_for_like_runs), GN, LN."""
+    same = {r["seed"]: r for r in report.like_for_like_runs(studies)}
+    if not same:
+        return "_No like-for-like runs yet._"
+    runs = {n: {r["seed"]: r for r in rs} for n, rs in seed_runs(folder, studies).items()}
+    cols = {"BN, its recipe": runs["bn"], "BN, the same network as GN and LN": same, "GN": runs["gn"], "LN": runs["ln"]}
+    rows = header("seed", *(f"{c}: test acc %" for c in cols))
+    for s in sorted(same):
+        rows.append(row(str(s), [f"{c[s]['test_acc']:.2f}" if s in c else "-" for c in cols.values()]))
+    rows.append(row("mean (range)", [spread([r["test_acc"] for k, r in c.items() if k in same]) for c in cols.values()]))
+    return "\n".join(rows)
+
+
 def blocks_table(folder=IMAGES, studies=STUDIES):
-    """Full 3x3 C blocks (the headline) against depthwise-separable ones: every run's final test accuracy."""
+    """Full 3x3 C blocks (the headline) against depthwise-separable ones: every run's final test accuracy. No
+    timing: single runs at different times and places do not rank speed (the norm-speed benchmark does)."""
     sep = Path(studies) / SEPARABLE
     sets = {"full 3x3": [folder, *(Path(studies) / d for d in SEEDS)], "depthwise-separable": [sep, sep / SEED1]}
-    rows = header("model", "C blocks", "widths", "params", "test acc % (seed)", "mean", "s per epoch, median (first run)")
+    rows = header("model", "C blocks", "widths", "params", "test acc % (seed)", "mean")
     for n in NORM_NAMES:
         for label, folders in sets.items():
             rs = [res[n] for res in map(load_results, folders) if n in res]
@@ -62,7 +77,7 @@ def blocks_table(folder=IMAGES, studies=STUDIES):
             accs = [r["test_acc"] for r in rs]
             rows.append(row(NORM_NAMES[n], [label, "/".join(map(str, widths)), f"{rs[0]['params']:,}",
                                             ", ".join(f"{r['test_acc']:.2f} ({r['seed']})" for r in rs),
-                                            f"{sum(accs) / len(accs):.2f}", f"{epoch_seconds(rs[0]):.1f}"]))
+                                            f"{sum(accs) / len(accs):.2f}"]))
     return "\n".join(rows)
 
 
@@ -333,14 +348,17 @@ def shift_table(studies=STUDIES):
 
 def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
     studies, sep = Path(studies), Path(studies) / SEPARABLE
-    return {"seeds": seeds_table(images, studies), "blocks": blocks_table(images, studies),
-            "separable-results": results_table(sep), "separable-architecture": layer_table(sep),
+    lfl = sorted((studies / report.LIKE_FOR_LIKE).glob("seed*"))
+    return {"seeds": seeds_table(images, studies), "pairs": report.pairs_table(images, studies),
+            "like-for-like": like_for_like_table(images, studies), "blocks": blocks_table(images, studies),
+            "separable-results": results_table(sep, timing=False),
             "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
             "ablation": ablation_table(images, studies),
             "ablation-scale": ablation_scale_table(studies), "shift": shift_table(studies),
             "norm-tables": norm_tables(norm_example()),
-            "hardware": provenance([*(studies / d for d in SEEDS), sep, sep / SEED1, *ablation_folders(studies)], root)}
+            "hardware": provenance([*(studies / d for d in SEEDS), *lfl, sep, sep / SEED1, *ablation_folders(studies)],
+                                   root)}
 
 
 def main(images=IMAGES, studies=STUDIES, root=ROOT):

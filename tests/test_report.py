@@ -49,7 +49,7 @@ def test_both_readmes_regenerate_between_their_markers_only(tmp_path):
     assert "| test acc % when the norms use statistics of test batches of 1 / 64 | 10.00 / 80.00 |" in readme
     assert "No confusion matrices yet" in readme
     assert "| mean | 2.833 |" in study  # the worked example
-    assert "`images/results_bn.json`" in readme and "seed1" not in readme.split("hardware:start")[1]
+    assert "`images/results_<norm>.json`" in readme and "seed1" not in readme.split("hardware:start")[1]
     assert "| Group Norm | 81.50 | 80.25 | 80.88 (80.25-81.50) | 83.00 | +2.12 |" in study  # seeds
     assert "Batch Norm | 81.50 |" not in study.split("seeds:end")[0]  # one seed: no spread to show
     assert "`experiments/seed1/results_gn.json`" in study
@@ -178,10 +178,10 @@ def test_blocks_table_sets_each_block_design_beside_the_other(tmp_path):
     write_result(studies / "separable", "gn", 83.0, 0, widths=[32, 48, 96], block="separable")
     table = tables.blocks_table(images, studies)
     full, sep = count_params(Net("gn")), count_params(Net("gn", widths=[32, 48, 96], block="separable"))
-    assert f"| Group Norm | full 3x3 | 16/24/32 | {full:,} | 81.50 (0), 80.50 (1) | 81.00 | 4.0 |" in table
-    assert f"| Group Norm | depthwise-separable | 32/48/96 | {sep:,} | 83.00 (0) | 83.00 | 4.0 |" in table
+    assert f"| Group Norm | full 3x3 | 16/24/32 | {full:,} | 81.50 (0), 80.50 (1) | 81.00 |" in table
+    assert f"| Group Norm | depthwise-separable | 32/48/96 | {sep:,} | 83.00 (0) | 83.00 |" in table
     assert "Batch Norm" not in table and "Layer Norm" not in table  # no results, no row
-    files = [line.split("`")[1] for line in tables.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
+    files = [line.split("`")[1] for line in tables.studies_tables(images, studies, tmp_path)["hardware"].splitlines() if line.startswith("| ") and "`" in line]
     assert files == ["experiments/seed1/results_gn.json", "experiments/separable/results_gn.json"]
 
 
@@ -216,7 +216,7 @@ def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path)
         "| No Norm | yes | 0.1 | 0 | 75.00 | 83.00 | -7.00 | - | 0.00 |",  # against BN's headline
         "| No Norm | **no** | 0.1 | 0 | 74.00 | 83.00 | -8.00 | - | 0.00 |"]
     assert tables.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
-    files = [line.split("`")[1] for line in tables.studies_tables(images, studies, tmp_path)["hardware"].splitlines()[2:]]
+    files = [line.split("`")[1] for line in tables.studies_tables(images, studies, tmp_path)["hardware"].splitlines() if line.startswith("| ") and "`" in line]
     assert files == ["experiments/seed1/results_bn.json", "experiments/ablation/no_norm/lr0.1/results_none.json",
                      "experiments/ablation/no_norm/lr0.2/results_none.json",
                      "experiments/ablation/no_norm/lr0.4/results_none.json",
@@ -266,12 +266,22 @@ def test_the_hardware_table_names_the_kernels_each_run_recorded(tmp_path):
     r["kernels"] = {"aten": "AVX2", "onednn": "Intel AVX2", "mkl": "AVX2", "pinned": True, "threads": 2}
     (tmp_path / "new" / "results_gn.json").write_text(json.dumps(r))
     table = report.provenance([tmp_path / "old", tmp_path / "new"], tmp_path)
-    assert "| `old/results_bn.json` | folder | cpu | not recorded | 2 | 0 |" in table
-    assert "| `new/results_gn.json` | folder | cpu | AVX2 / Intel AVX2 / AVX2, 2 threads, pinned | 2 | 0 |" in table
+    assert table.startswith("Every run below: data folder; torch 2.\n")  # said once, not in every row
+    assert "| `old/results_bn.json` | cpu | not recorded | 0 |" in table
+    assert "| `new/results_gn.json` | cpu | AVX2 / Intel AVX2 / AVX2, 2 threads, pinned | 0 |" in table
+    r["kernels"]["cpu_isa"], r["torch"] = "AVX-512", "3"
+    (tmp_path / "new" / "results_gn.json").write_text(json.dumps(r))
+    table = report.provenance([tmp_path / "old", tmp_path / "new"], tmp_path)
+    assert table.startswith("Every run below: data folder.\n")
+    assert "| `new/results_gn.json` | cpu | AVX2 / Intel AVX2 / AVX2, 2 threads, pinned (a CPU with AVX-512) | 3 | 0 |" in table
 
 
 def test_the_readme_hardware_table_is_the_short_one(tmp_path):
     write_result(tmp_path / "images", "bn")
     table = report.readme_tables(tmp_path / "images", tmp_path / "experiments", tmp_path)["hardware"]
-    assert table.splitlines()[:3] == ["| model | results file | hardware | kernels | seed |", "|---|---|---|---|---|",
-                                      "| Batch Norm | `images/results_bn.json` | cpu | not recorded | 0 |"]
+    assert table.splitlines()[:3] == ["| model | results file | hardware | seed |", "|---|---|---|---|",
+                                      "| Batch Norm | `images/results_bn.json` | cpu | 0 |"]
+    for norm in ("gn", "ln"):  # three runs alike: one row says it
+        write_result(tmp_path / "images", norm)
+    table = report.readme_tables(tmp_path / "images", tmp_path / "experiments", tmp_path)["hardware"]
+    assert table.splitlines()[2:] == ["| BN, GN, LN | `images/results_<norm>.json` | cpu | 0 |"]
