@@ -62,6 +62,24 @@ def like_for_like_table(folder=IMAGES, studies=STUDIES):
     return "\n".join(rows)
 
 
+RECIPE_VS_SAME = "BN's recipe - BN on the same network"  # report.comparisons' label
+
+
+def like_for_like_text(folder=IMAGES, studies=STUDIES):
+    """The like-for-like study's answer: BN's lead on GN's and LN's very network, and what its recipe adds, each as
+    the mean (range) of the paired differences with the rule's verdict."""
+    c = report.comparisons(folder, studies)
+    if "BN - GN, the same network" not in c:
+        return "_No like-for-like runs yet._"
+    say = lambda k: (f"{c[k]['mean']:+.2f} points ({min(c[k]['diffs']):+.2f} to {max(c[k]['diffs']):+.2f}), "
+                     f"{'real' if c[k]['real'] else 'not shown'}")
+    n = len(c["BN - GN, the same network"]["diffs"])
+    return (f"On the same network, BN against GN: {say('BN - GN, the same network')}; against LN: "
+            f"{say('BN - LN, the same network')}. BN's recipe against BN on the same network: "
+            f"{say(RECIPE_VS_SAME)}. Paired differences over {n} seeds, by the "
+            "[rule](#paired-differences).")
+
+
 def blocks_table(folder=IMAGES, studies=STUDIES):
     """Full 3x3 C blocks (the headline) against depthwise-separable ones: every run's final test accuracy. No
     timing: single runs at different times and places do not rank speed (the norm-speed benchmark does)."""
@@ -350,7 +368,8 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
     studies, sep = Path(studies), Path(studies) / SEPARABLE
     lfl = sorted((studies / report.LIKE_FOR_LIKE).glob("seed*"))
     return {"seeds": seeds_table(images, studies), "pairs": report.pairs_table(images, studies),
-            "like-for-like": like_for_like_table(images, studies), "blocks": blocks_table(images, studies),
+            "like-for-like": like_for_like_table(images, studies),
+            "like-for-like-answer": like_for_like_text(images, studies), "blocks": blocks_table(images, studies),
             "separable-results": results_table(sep, timing=False),
             "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),

@@ -179,13 +179,12 @@ def test_every_committed_json_file_is_strict_json():
             json.loads(text, parse_constant=lambda c: pytest.fail(f"{path.relative_to(ROOT)} holds {c}"))
 
 
-def avx2_on_two_threads(result):
-    """Whether a run used AVX2 kernels on 2 threads: pinned (its kernels record says so) or, in a file from before
-    runs recorded their kernels, on a CPU whose widest instructions are AVX2 (its hardware string names them)."""
-    k = result.get("kernels")
-    if k:
-        return k["pinned"] and k["aten"] == "AVX2" and k["onednn"] in ("Intel AVX2", None) and k["threads"] == 2
-    return "(AVX2)" in result["device"] and result["device"].endswith(", 2 torch threads")
+def pinned(result):
+    """Whether a run's kernels were pinned: AVX2 on 2 threads, recorded as pinned, and (where the run recorded it)
+    computing the published kernel fingerprint. A file from before runs recorded their kernels is not pinned."""
+    k = result.get("kernels", {})
+    return (k.get("pinned") is True and k["aten"] == "AVX2" and k["threads"] == 2
+            and k.get("fingerprint", utils.PIN_FINGERPRINT) == utils.PIN_FINGERPRINT)
 
 
 @pytest.mark.parametrize("norm", NOTEBOOKS)
@@ -194,8 +193,19 @@ def test_the_headline_and_its_seeds_are_runs_of_one_kind(norm):
     runs = [utils.load_results(d)[norm] for d in (IMAGES, *SEED_FOLDERS)]
     assert len(runs) >= 2 and [r["seed"] for r in runs] == list(range(len(runs)))
     assert all(r["config"] == runs[0]["config"] for r in runs)
-    assert all(avx2_on_two_threads(r) for r in runs), [r["device"] for r in runs]
+    assert all(pinned(r) for r in runs), [r["device"] for r in runs]
     assert len({(r["torch"], r["data"], r["test_data_sha256"]) for r in runs}) == 1
+
+
+def test_the_like_for_like_runs_are_bn_on_gn_and_lns_network_on_the_headlines_footing():
+    runs = report.like_for_like_runs(STUDIES)
+    gn = utils.load_results(IMAGES)["gn"]
+    for r in runs:
+        assert pinned(r) and r["norm"] == "bn"
+        assert report.model_config(r) == report.model_config(gn)  # GN's network, BN's norm
+        assert {k: v for k, v in r["config"].items() if k != "lr"} == {k: v for k, v in gn["config"].items() if k != "lr"}
+        assert r["config"]["lr"] == 0.2 and (r["torch"], r["test_data_sha256"]) == (gn["torch"], gn["test_data_sha256"])
+    assert [r["seed"] for r in runs] == list(range(len(runs)))
 
 
 def test_the_ranking_finding_quotes_the_committed_seeds():
@@ -204,7 +214,6 @@ def test_the_ranking_finding_quotes_the_committed_seeds():
     gap = min(r["test_acc"] for r in runs["bn"]) - max(r["test_acc"] for n in ("gn", "ln") for r in runs[n])
     text = " ".join((ROOT / "README.md").read_text().split())
     worst, best = ("worse", "better") if count == "two" else ("worst", "best")
-    assert f"BN's {worst} of {count} seeds beats the others' {best} one" in text
     assert f"BN's {worst} of {count} seeds beats GN's and LN's {best} one by {gap:.2f} points" in text
 
 
@@ -214,3 +223,33 @@ def test_the_headline_bn_model_counted_only_its_training_steps():
     model = utils.load_model(IMAGES / "model_bn.pt")
     counts = {m.num_batches_tracked.item() for m in model.modules() if hasattr(m, "num_batches_tracked")}
     assert counts == {r["epochs"] * (50_000 // r["config"]["batch_size"])}  # 20 epochs of 390 full batches
+
+
+def readme_text(page="README.md"):
+    return " ".join((ROOT / page).read_text().split())
+
+
+def test_the_small_batch_finding_quotes_the_committed_runs_and_the_rule():
+    found = {}
+    for path in (STUDIES / "small_batch" / "sweep.jsonl", STUDIES / "small_batch" / "seed1" / "sweep.jsonl"):
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if r["cfg"]["bs"] == 1:
+                found.setdefault(r["cfg"]["norm"], []).append(dict(seed=r["cfg"]["seed"], test_acc=r["val_acc"]))
+    text = readme_text()
+    for n, name in (("bn", "BN"), ("gn", "GN"), ("ln", "LN")):
+        a, b = sorted(found[n], key=lambda r: r["seed"])
+        assert f"{name} {'reaches ' if n == 'bn' else ''}{a['test_acc']:.2f}% and {b['test_acc']:.2f}%" in text
+    assert all(report.paired(found[n], found["bn"])["real"] for n in ("gn", "ln"))  # "real by the rule"
+
+
+def test_the_corruption_finding_quotes_the_committed_study():
+    res = json.loads((STUDIES / "shift" / "results.json").read_text())["accuracy"]
+    mean = lambda v: sum(v) / len(v)
+    loss = {m: mean([per[c][0] - a for c in per for a in per[c][1:]]) for m, per in res.items()}
+    text = readme_text()
+    assert f"BN with running averages loses {loss['bn']:.2f} points, GN {loss['gn']:.2f}, LN {loss['ln']:.2f}" in text
+    assert loss["bn"] > max(loss["gn"], loss["ln"])
+    noise = {m: res[m]["gaussian_noise"][0] - mean(res[m]["gaussian_noise"][1:]) for m in ("bn", "gn")}
+    assert "under gaussian noise GN loses more than BN" in text and noise["gn"] > noise["bn"]
+    assert "scale (ours, not CIFAR-10-C's)" in text and "one model per norm" in text

@@ -285,3 +285,53 @@ def test_the_readme_hardware_table_is_the_short_one(tmp_path):
         write_result(tmp_path / "images", norm)
     table = report.readme_tables(tmp_path / "images", tmp_path / "experiments", tmp_path)["hardware"]
     assert table.splitlines()[2:] == ["| BN, GN, LN | `images/results_<norm>.json` | cpu | 0 |"]
+
+
+def three_seeds(tmp_path, bn, gn, ln, same=None):
+    """Headline runs of seeds 0-2 (seed 0 in images/, the others in seed<k>/), and BN's like-for-like runs."""
+    images, studies = tmp_path / "images", tmp_path / "experiments"
+    for s in range(3):
+        folder = images if s == 0 else studies / f"seed{s}"
+        for norm, accs in (("bn", bn), ("gn", gn), ("ln", ln)):
+            write_result(folder, norm, accs[s], s)
+        if same:
+            write_result(studies / "like_for_like" / f"seed{s}", "bn", same[s], s)
+    return images, studies
+
+
+def test_the_rule_is_a_paired_t_test_over_the_seeds():
+    runs = lambda accs: [{"seed": s, "test_acc": a} for s, a in enumerate(accs)]
+    p = report.paired(runs([82.0, 83.0, 82.5]), runs([80.0, 81.2, 80.3]))  # differences 2.0, 1.8, 2.2
+    assert [round(d, 6) for d in p["diffs"]] == [2.0, 1.8, 2.2] and round(p["mean"], 6) == 2.0
+    assert round(p["sd"], 6) == 0.2 and round(p["t"], 3) == round(2.0 / (0.2 / 3 ** 0.5), 3) and p["real"]
+    wide = report.paired(runs([82.0, 83.0, 82.5]), runs([80.0, 82.9, 80.3]))  # 2.0, 0.1, 2.2: t = 2.3 < 4.303
+    assert not wide["real"] and report.verdict(wide) == "not shown; one sign"
+    assert report.verdict(report.paired(runs([1.0, 2.0, 3.0]), runs([2.0, 1.0, 2.0]))) == "not shown; signs differ"
+    assert not report.paired(runs([82.0]), runs([80.0]))["real"]  # one pair shows nothing
+    assert report.paired(runs([82.0, 83.0]), runs([80.0, 81.2]))["real"]  # two pairs: t = 19.0 > 12.706
+    assert not report.paired(runs([82.0, 83.0]), runs([80.0, 81.7]))["real"]  # 2.0, 1.3: t = 5.6 < 12.706
+    by_seed = report.paired(runs([82.0, 83.0, 82.5])[::-1], runs([80.0, 81.2, 80.3]))  # paired by seed, not order
+    assert sorted(round(d, 6) for d in by_seed["diffs"]) == [1.8, 2.0, 2.2]
+
+
+def test_the_gaps_and_the_like_for_like_study_are_paired_by_seed(tmp_path):
+    images, studies = three_seeds(tmp_path, bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9])
+    gaps = report.gaps_text(images, studies)
+    assert gaps.startswith("With each norm's own recipe, BN leads GN by 2.47 points (2.10 to 3.00) and LN by 2.43 "
+                           "points (2.20 to 2.60), mean (range) of the paired differences over 3 seeds.")
+    assert "Both leads are real" in gaps and gaps.endswith("GN against LN is not shown.")
+    assert tables.like_for_like_text(images, studies) == "_No like-for-like runs yet._"
+    images, studies = three_seeds(tmp_path / "b", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
+                                  same=[82.2, 82.1, 82.5])
+    gaps = report.gaps_text(images, studies)
+    assert ("on the same network with only the norm swapped, by 1.77 points (1.50 to 2.20) and 1.73 points "
+            "(1.60 to 1.90) over 3 seeds. All four leads are real") in gaps
+    text = tables.like_for_like_text(images, studies)
+    assert text.startswith("On the same network, BN against GN: +1.77 points (+1.50 to +2.20), real; against LN: "
+                           "+1.73 points (+1.60 to +1.90), real. BN's recipe against BN on the same network: +0.70 "
+                           "points (+0.60 to +0.80), real.")
+    table = tables.like_for_like_table(images, studies).splitlines()
+    assert table[2] == "| 0 | 83.00 | 82.20 | 80.00 | 80.50 |"
+    assert table[-1] == "| mean (range) | 82.97 (82.80-83.10) | 82.27 (82.10-82.50) | 80.50 (80.00-81.00) | 80.53 (80.20-80.90) |"
+    pairs = report.pairs_table(images, studies)
+    assert "| BN - GN, the same network | +2.20 | +1.60 | +1.50 | +1.77 | **real**; one sign |" in pairs
