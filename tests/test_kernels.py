@@ -111,8 +111,9 @@ def test_too_late_to_pin_atens_kernels_stops_the_run():
 def test_too_late_to_pin_onednn_is_caught_by_what_it_computes():
     code, _, err = fresh_python("x = torch.ones(1, 16, 8, 8).contiguous(memory_format=torch.channels_last)\n"
                                 "torch.nn.functional.conv2d(x, torch.ones(16, 16, 3, 3), padding=1)\n"
-                                "utils.pin_kernels()", env={"ONEDNN_MAX_CPU_ISA": "SSE41"})
+                                "utils.pin_kernels()", env={"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "avx2"})
     assert code != 0 and "pin_kernels: too late" in err and f"pinned they give {utils.PIN_FINGERPRINT}" in err
+    assert "its kernels: ATen AVX2," in err  # ATen was pinned in time: only what oneDNN computed tells
 
 
 @needs_avx2
