@@ -133,3 +133,23 @@ def test_opened_alone_it_clones_the_repository_and_moves_into_it(tmp_path):
 
 def test_beside_model_py_the_setup_cell_clones_nothing():
     assert run_setup_cell(ROOT).returncode == 0
+
+
+def test_the_notebooks_import_only_model_and_utils_of_this_repository():
+    import ast
+    local = {p.stem for p in ROOT.glob("*.py")}  # model, utils, report: the repository's own modules
+    for name in NOTEBOOKS.values():
+        imported = set()
+        for cell in code_cells(ROOT / name):
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Import):
+                    imported |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom):
+                    imported.add(node.module.split(".")[0])
+        assert imported & local == {"model", "utils"}, (name, imported)
+
+
+def test_the_readme_says_which_data_a_run_trains_on():
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert "Without `data/cifar10`, torchvision downloads the original CIFAR-10 (so does Colab)" in text
+    assert "`python report.py --check --data-root data/original` downloads torchvision's original CIFAR-10 there" in text
