@@ -5,7 +5,6 @@ experiments/README.md from the committed results: each sits between <!-- name:st
 markers and is rebuilt from the results files, the benchmark files and model.py; the prose around them stays.
 `python report.py --check` evaluates the committed models against their results files.
 """
-import json
 import math
 import os
 from pathlib import Path
@@ -190,35 +189,8 @@ def layer_table(folder=IMAGES, size=32):
                      [row(r[0], r[1:]) for r in rows])
 
 
-def recipe_runs(tuning_dir):
-    """The validation runs of the recipe search, grouped by recipe (the run's name without its seed), in
-    sweep order: {recipe: [run, ...]}. Each sweep is <tuning_dir>/<gpu|cpu>_sweep<k>/sweep.jsonl."""
-    files = sorted((int(f.parent.name.rsplit("sweep", 1)[1]), f) for f in Path(tuning_dir).glob("*_sweep*/sweep.jsonl"))
-    groups = {}  # by name, not cfg: a key added to later sweeps at its old value leaves the name alone
-    for k, f in files:
-        for line in f.read_text().splitlines():
-            r = dict(json.loads(line), sweep=f.parent.name, sweep_no=k)
-            recipe = ",".join(p for p in r["name"].split(",") if not p.startswith("seed=")) or "base"
-            groups.setdefault(recipe, []).append(r)
-    return groups
-
-
-def is_recipe(cfg, config):
-    """Whether a recipe-search run (its cfg) trained the notebook recipe of a results file's config, with the
-    notebooks' GELU, zero-init residual branches and 20 epochs. Keys that sweeps added later take their old value."""
-    keys = ("batch_size", "lr", "warmup", "weight_decay", "label_smoothing", "pad", "norm_1x1", "widths", "groups")
-    if not all(k in config for k in keys):
-        return False
-    want = {"epochs": 20, "act": "gelu", "zero_init": True, "block": config.get("block", "full"),
-            "whiten": config.get("whiten") or False, "bs": config["batch_size"], "lr": config["lr"],
-            "pct": config["warmup"], "wd": config["weight_decay"], "ls": config["label_smoothing"], "pad": config["pad"],
-            "c_act": config["norm_1x1"], "widths": list(config["widths"]), "groups": config["groups"]}
-    added_later = {"block": "full", "whiten": False}
-    return all(cfg.get(k, added_later.get(k)) == v for k, v in want.items())
-
-
 def findings_table(folder=IMAGES, studies=STUDIES):
-    """The numbers behind the findings, one column per norm: seeds, validation, learning speed, batch statistics."""
+    """The numbers behind the findings, one column per norm: the seeds' spread, and the batch-statistics test."""
     res = load_results(folder)
     if not res:
         return "_No results yet: run the three notebooks._"
@@ -229,16 +201,6 @@ def findings_table(folder=IMAGES, studies=STUDIES):
         labels = sorted({r["seed"] for runs in seeds.values() for r in runs})
         add(f"test acc %, mean (range) over seeds {', '.join(map(str, labels))}",
             lambda n, r: spread([x["test_acc"] for x in seeds[n]]) if len(seeds[n]) > 1 else "-")
-    best = {}  # norm -> the validation runs of exactly the notebook's recipe, one per seed
-    for runs in recipe_runs(Path(studies) / "tuning").values():
-        n = runs[0]["cfg"]["norm"]
-        best.setdefault(n, []).extend(r for r in runs if n in res and is_recipe(r["cfg"], res[n].get("config", {})))
-    best = {n: runs for n, runs in best.items() if runs}
-    if best:
-        add("validation acc %, recipe search: mean (range) over n seeds", lambda n, r: "-" if n not in best else
-            f"{spread([x['val_acc'] for x in best[n]])}, n={len(best[n])}")
-    add("test acc % after epoch 1 / 5 (seed 0)", lambda n, r: " / ".join(
-        f"{r['history']['test_acc'][e - 1]:.2f}" for e in (1, 5) if e <= r["epochs"]))
     sizes = list(next(iter(res.values())).get("batch_stats_acc", {}))
     if sizes:
         def by_size(n, r):

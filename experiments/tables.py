@@ -21,7 +21,7 @@ import utils  # noqa: E402
 from model import Net  # noqa: E402
 from report import (ABLATION, HEADLINE, IMAGES, SEED1, SEEDS, SEPARABLE, STUDIES,  # noqa: E402
                     header, model_config, norm_example, norm_tables, provenance,
-                    recipe_runs, results_table, row, seed_runs, spread)
+                    results_table, row, seed_runs, spread)
 from utils import NORM_NAMES, load_results  # noqa: E402
 
 DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
@@ -30,6 +30,19 @@ DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for resu
 def time_ratio(ips, ref, name):
     """Median over rounds of name's time per image relative to ref's, both timed in the same round."""
     return median(r / m for r, m in zip(ips[ref], ips[name]))
+
+
+def recipe_runs(tuning_dir):
+    """The validation runs of the recipe search, grouped by recipe (the run's name without its seed), in
+    sweep order: {recipe: [run, ...]}. Each sweep is <tuning_dir>/<gpu|cpu>_sweep<k>/sweep.jsonl."""
+    files = sorted((int(f.parent.name.rsplit("sweep", 1)[1]), f) for f in Path(tuning_dir).glob("*_sweep*/sweep.jsonl"))
+    groups = {}  # by name, not cfg: a key added to later sweeps at its old value leaves the name alone
+    for k, f in files:
+        for line in f.read_text().splitlines():
+            r = dict(json.loads(line), sweep=f.parent.name, sweep_no=k)
+            recipe = ",".join(p for p in r["name"].split(",") if not p.startswith("seed=")) or "base"
+            groups.setdefault(recipe, []).append(r)
+    return groups
 
 
 def seeds_table(folder=IMAGES, studies=STUDIES):
