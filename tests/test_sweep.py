@@ -79,7 +79,7 @@ def test_run_trains_a_sweepnet_and_leaves_f_gelu_alone(monkeypatch):
 
     monkeypatch.setattr(sweep, "VAL", 4)
     monkeypatch.setattr(sweep.utils, "fit", fake_fit)
-    monkeypatch.setattr(sweep.report, "batch_stats_acc", lambda model, data, sizes: {s: 30.0 for s in sizes})
+    monkeypatch.setattr(sweep.utils, "batch_stats_acc", lambda model, data, sizes: {s: 30.0 for s in sizes})
     tensors = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8), torch.arange(12) % 10, tuple("abcdefghij")
     cfg = {**sweep.BASE, **sweep.FINAL["bn"], "act": "relu"}
     r = sweep.run(cfg, tensors, "cpu")
