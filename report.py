@@ -63,15 +63,15 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
     """The README's first claim: BN's lead over GN and LN as the mean (range) of the paired differences over the
     seeds, with each norm's own recipe and, where committed, on the same network; and what the rule says of each."""
     c = comparisons(folder, studies)
-    gap = lambda k: f"{c[k]['mean']:.2f} points ({min(c[k]['diffs']):.2f} to {max(c[k]['diffs']):.2f})"
+    gap = lambda k: f"{c[k]['mean']:.2f} ({min(c[k]['diffs']):.2f} to {max(c[k]['diffs']):.2f})"
     leads = ["BN - GN, each with its recipe", "BN - LN, each with its recipe"]
     if not all(c[k]["diffs"] for k in leads):
         return "_No runs of BN, GN and LN under one seed yet._"
-    text = (f"With each norm's own recipe, BN leads GN by {gap(leads[0])} and LN by {gap(leads[1])}, mean (range) "
-            f"of the paired differences over {len(c[leads[0]]['diffs'])} seeds")
+    text = (f"With each norm's own recipe, BN leads GN by {gap(leads[0])} points and LN by {gap(leads[1])}, mean "
+            f"(range) over {len(c[leads[0]]['diffs'])} seeds paired")
     if "BN - GN, the same network" in c:
         leads += ["BN - GN, the same network", "BN - LN, the same network"]
-        text += (f"; on the same network with only the norm swapped, by {gap(leads[2])} and {gap(leads[3])} over "
+        text += (f"; on the same network, only the norm swapped, by {gap(leads[2])} and {gap(leads[3])} over "
                  f"{len(c[leads[2]]['diffs'])} seeds")
     unshown = [k for k in leads if not c[k]["real"]]
     judged = (f"{'Both' if len(leads) == 2 else 'All four'} leads are real by the [rule](#findings-about-normalization)"
@@ -333,7 +333,7 @@ def provenance(folders, root=ROOT, short=False):
         where = Path(os.path.relpath(d, root)).as_posix()
         for n, r in load_results(d).items():
             cpu = r.get("kernels", {}).get("cpu_isa")
-            device = f"{r['device']}; a CPU with {cpu}" if short and cpu else r["device"]
+            device = f"{r['device']}; the CPU has {cpu}" if short and cpu else r["device"]
             cells = {"results file": f"`{where}/results_{n}.json`", "data": r["data"], "hardware": device,
                      "kernels": kernels(r), "torch": r["torch"], "seed": str(r["seed"])}
             lines.append((n, where, [cells[c] for c in cols]))
