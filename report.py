@@ -64,19 +64,24 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
     seeds, with each norm's own recipe and, where committed, on the same network; and what the rule says of each."""
     c = comparisons(folder, studies)
     gap = lambda k: f"{c[k]['mean']:.2f} ({min(c[k]['diffs']):.2f} to {max(c[k]['diffs']):.2f})"
-    leads = ["BN - GN, each with its recipe", "BN - LN, each with its recipe"]
-    if not all(c[k]["diffs"] for k in leads):
+    seeds = lambda k: f"{len(c[k]['diffs'])} seed{'s' if len(c[k]['diffs']) > 1 else ''}"
+    recipe, same = ["BN - GN, each with its recipe", "BN - LN, each with its recipe"], ["BN - GN, the same network",
+                                                                                      "BN - LN, the same network"]
+    if not all(c[k]["diffs"] for k in recipe):
         return "_No runs of BN, GN and LN under one seed yet._"
-    text = (f"With each norm's own recipe, BN leads GN by {gap(leads[0])} points and LN by {gap(leads[1])}, mean "
-            f"(range) over {len(c[leads[0]]['diffs'])} seeds paired")
-    if "BN - GN, the same network" in c:
-        leads += ["BN - GN, the same network", "BN - LN, the same network"]
-        text += (f"; on the same network, only the norm swapped, by {gap(leads[2])} and {gap(leads[3])} over "
-                 f"{len(c[leads[2]]['diffs'])} seeds")
-    unshown = [k for k in leads if not c[k]["real"]]
-    judged = (f"{'Both' if len(leads) == 2 else 'All four'} leads are real by the [rule](#findings-about-normalization)"
-              if not unshown else f"Not shown by the [rule](#findings-about-normalization): {'; '.join(unshown)}")
-    return f"{text}. {judged}; GN against LN is {'real' if c['GN - LN']['real'] else 'not shown'}."
+
+    def judged(keys):  # what the rule says of BN's leads over GN and LN
+        real = [c[k]["real"] for k in keys]
+        return "real" if all(real) else "not shown" if not any(real) else f"real against {'GN' if real[0] else 'LN'} only"
+    text = (f"With each norm's own recipe, BN leads GN by {gap(recipe[0])} points and LN by {gap(recipe[1])}, mean "
+            f"(range) over {seeds(recipe[0])} paired")
+    rule = f"By the [rule](#findings-about-normalization) these leads are {judged(recipe)}"
+    if same[0] in c:
+        text += (f"; on the same network, only the norm swapped, by {gap(same[0])} and {gap(same[1])} over "
+                 f"{seeds(same[0])}")
+        rule = (f"By the [rule](#findings-about-normalization) the recipe leads are {judged(recipe)}, those on the "
+                f"same network {judged(same)}")
+    return f"{text}. {rule}; GN against LN is {'real' if c['GN - LN']['real'] else 'not shown'}."
 
 
 def pairs_table(folder=IMAGES, studies=STUDIES):

@@ -89,7 +89,7 @@ def like_for_like_text(folder=IMAGES, studies=STUDIES):
     n = len(c["BN - GN, the same network"]["diffs"])
     return (f"On the same network, BN against GN: {say('BN - GN, the same network')}; against LN: "
             f"{say('BN - LN, the same network')}. BN's recipe against BN on the same network: "
-            f"{say(RECIPE_VS_SAME)}. Paired differences over {n} seeds, by the "
+            f"{say(RECIPE_VS_SAME)}. Paired differences over {n} seed{'s' if n > 1 else ''}, by the "
             "[rule](#paired-differences).")
 
 
