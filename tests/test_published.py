@@ -253,3 +253,12 @@ def test_the_corruption_finding_quotes_the_committed_study():
     noise = {m: res[m]["gaussian_noise"][0] - mean(res[m]["gaussian_noise"][1:]) for m in ("bn", "gn")}
     assert "under gaussian noise GN loses more than BN" in text and noise["gn"] > noise["bn"]
     assert "scale (ours, not CIFAR-10-C's)" in text and "one model per norm" in text
+
+
+def test_the_like_for_like_answer_in_the_studies_table_quotes_the_committed_runs():
+    c = report.comparisons(IMAGES, STUDIES)
+    line = next(l for l in (STUDIES / "README.md").read_text().splitlines() if l.startswith("| [Like for like]"))
+    say = lambda k: f"{c[k]['mean']:+.2f} ({'real' if c[k]['real'] else 'not shown'})"
+    n = len(c["BN - GN, the same network"]["diffs"])
+    assert (f"BN leads GN by {say('BN - GN, the same network')} and LN by {say('BN - LN, the same network')} "
+            f"points there, {n} seeds paired; its recipe adds {say(tables.RECIPE_VS_SAME)}.") in line
