@@ -913,10 +913,11 @@ def published_run(norm, seed, config, epochs, data, kernels, root=None):
     if runs:
         path, res = runs[0]
         where = path.relative_to(root).as_posix()
-        differs = [k for k in SAME_RUN if res.get(k) != json.loads(json.dumps(mine[k]))]
+        plain = lambda v: json.loads(json.dumps(v))  # as a results file holds it: lists, not tuples
+        differs = [k for k in SAME_RUN if res.get(k) != plain(mine[k])]
         if differs == ["config"]:
             differs = [f"{k} {v!r} (published: {res['config'].get(k)!r})" for k, v in config.items()
-                       if res["config"].get(k) != json.loads(json.dumps(v))]
+                       if res["config"].get(k) != plain(v)]
         if differs:
             why = f"this run differs from {where} in " + ", ".join(differs)
         elif not kernels.get("pinned"):
@@ -946,17 +947,17 @@ def epoch_departs(hist, published, epoch):
 def reproduction(hist, model, published):
     """The verdict on a finished run against published_run(): {"published", "identical", "epoch" (the first that
     departs, or None), "line"}. Weights are compared tensor by tensor where they are published."""
-    ref, epochs = published["results"]["history"], len(hist["test_acc"])
-    departs = next((e for e in range(1, max(epochs, len(ref["test_acc"])) + 1)
-                    if e > epochs or epoch_departs(hist, published, e)), None)
+    epochs, theirs = len(hist["test_acc"]), len(published["results"]["history"]["test_acc"])
+    common = min(epochs, theirs)
+    first = next(((e, off) for e in range(1, common + 1) if (off := epoch_departs(hist, published, e))), None)
+    departs = first[0] if first else None if epochs == theirs else common + 1
     weights = published["state_dict"]
     mine = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if departs:
-        if departs > epochs or departs > len(ref["test_acc"]):
-            line = f"departs from the published run at epoch {departs}: it ran {len(ref['test_acc'])} epochs, this run {epochs}"
-        else:
-            k, a, b = epoch_departs(hist, published, departs)
-            line = f"departs from the published run at epoch {departs}: {k} {a} against {b} (difference {a - b:+.6g})"
+    if first:
+        k, a, b = first[1]
+        line = f"departs from the published run at epoch {departs}: {k} {a} against {b} (difference {a - b:+.6g})"
+    elif departs:
+        line = f"departs from the published run at epoch {departs}: it ran {theirs} epochs, this run {epochs}"
     elif weights is not None and (mine.keys() != weights.keys() or not all(torch.equal(mine[k], weights[k]) for k in mine)):
         worst = max((mine[k].double() - weights[k].double()).abs().max().item() for k in mine if k in weights)
         line = f"departs from the published run in the weights after epoch {epochs}: largest difference {worst:.3g}"
