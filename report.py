@@ -7,6 +7,7 @@ markers and is rebuilt from the results files, the benchmark files and model.py;
 """
 import math
 import os
+import re
 from pathlib import Path
 from statistics import median
 
@@ -63,7 +64,7 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
     """The README's first claim: BN's lead over GN and LN as the mean (range) of the paired differences over the
     seeds, with each norm's own recipe and, where committed, on the same network; and what the rule says of each."""
     c = comparisons(folder, studies)
-    gap = lambda k: f"{c[k]['mean']:.2f} ({min(c[k]['diffs']):.2f} to {max(c[k]['diffs']):.2f})"
+    gap_of = lambda k: gap(c[k], sign="")
     seeds = lambda k: f"{len(c[k]['diffs'])} seed{'s' if len(c[k]['diffs']) > 1 else ''}"
     recipe, same = ["BN - GN, each with its recipe", "BN - LN, each with its recipe"], ["BN - GN, the same network",
                                                                                       "BN - LN, the same network"]
@@ -73,11 +74,11 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
     def judged(keys):  # what the rule says of BN's leads over GN and LN
         real = [c[k]["real"] for k in keys]
         return "real" if all(real) else "not shown" if not any(real) else f"real against {'GN' if real[0] else 'LN'} only"
-    text = (f"With each norm's own recipe, BN leads GN by {gap(recipe[0])} points and LN by {gap(recipe[1])}, mean "
+    text = (f"With each norm's own recipe, BN leads GN by {gap_of(recipe[0])} points and LN by {gap_of(recipe[1])}, mean "
             f"(range) over {seeds(recipe[0])} paired")
     rule = f"By the [rule](#findings-about-normalization) these leads are {judged(recipe)}"
     if same[0] in c:
-        text += (f"; on the same network, only the norm swapped, by {gap(same[0])} and {gap(same[1])} over "
+        text += (f"; on the same network, only the norm swapped, by {gap_of(same[0])} and {gap_of(same[1])} over "
                  f"{seeds(same[0])}")
         rule = (f"By the [rule](#findings-about-normalization) the recipe leads are {judged(recipe)}, those on the "
                 f"same network {judged(same)}")
@@ -94,6 +95,12 @@ def pairs_table(folder=IMAGES, studies=STUDIES):
     for label, p in found.items():
         rows.append(row(label, [*(f"{d:+.2f}" for d in p["diffs"]), f"{p['mean']:+.2f}", verdict(p)]))
     return "\n".join(rows)
+
+
+def gap(p, sign="+"):
+    """A paired() comparison as 'mean (lowest to highest)' of its differences; sign="" drops the plus signs."""
+    f = f"{sign}.2f"
+    return f"{p['mean']:{f}} ({min(p['diffs']):{f}} to {max(p['diffs']):{f}})"
 
 
 def spread(values):
@@ -350,8 +357,32 @@ def provenance(folders, root=ROOT, short=False):
     common = [c for k, c in enumerate(cols) if c in ("data", "torch") and len({cells[k] for *_, cells in lines}) == 1]
     keep = [k for k, c in enumerate(cols) if c not in common]
     said = f"Every run below: {'; '.join(f'{c} {lines[0][2][cols.index(c)]}' for c in common)}.\n\n" if common else ""
-    return said + "\n".join([*header("model", *(cols[k] for k in keep)),
-                              *(row(NORM_NAMES[n], [cells[k] for k in keep]) for n, _, cells in lines)])
+    rows = ([(NORM_NAMES[n], cells) for n, _, cells in lines] if short else merged(lines, cols))
+    return said + "\n".join([*header("model" if short else "models", *(cols[k] for k in keep)),
+                              *(row(names, [cells[k] for k in keep]) for names, cells in rows)])
+
+
+def merged(lines, cols):
+    """Provenance rows alike but for the norm, or but for the seed of sibling seed<k> folders, as one row each:
+    [(models, cells)], the files written `folder/results_{bn,gn}.json` or `.../seed{0,1,2}/results_bn.json`."""
+    fcol, scol = cols.index("results file"), cols.index("seed")
+    other = [c for c in cols if c not in ("results file", "seed")]
+    folders = {}  # the norms of one folder
+    for n, where, cells in lines:
+        folders.setdefault((where, cells[scol], tuple(cells[cols.index(c)] for c in other)), []).append(n)
+    siblings = {}  # the seed folders of one study, with the same norms
+    for (where, seed, rest), norms in folders.items():
+        key = (re.sub(r"/seed\d+$", "/seed*", where), tuple(norms), rest)
+        siblings.setdefault(key, []).append((where, seed))
+    out = []
+    for (pattern, norms, rest), found in siblings.items():
+        folder = found[0][0] if len(found) == 1 else pattern.replace(
+            "seed*", "seed{" + ",".join(w.rsplit("seed", 1)[1] for w, _ in found) + "}")
+        file = f"results_{norms[0]}.json" if len(norms) == 1 else "results_{" + ",".join(norms) + "}.json"
+        cells = dict(zip(other, rest)) | {"results file": f"`{folder}/{file}`", "seed": ", ".join(s for _, s in found)}
+        names = NORM_NAMES[norms[0]] if len(norms) == 1 else ", ".join(n.upper() for n in norms)
+        out.append((names, [cells[c] for c in cols]))
+    return out
 
 
 # ----------------------------------------------------------------------------- writing

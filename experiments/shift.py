@@ -11,7 +11,7 @@ of the images is loaded now.
 --models evaluates other saved models instead (each model_<norm>.pt needs its results file beside it) and needs
 --out (a folder of its own: experiments/shift holds the committed models' results), e.g. the runs without
 normalization under one corruption:
-    --models experiments/ablation/no_norm/lr0.2/model_none.pt --corruptions scale --out experiments/ablation/scale
+    --models experiments/ablation/no_norm/lr0.2/seed0/model_none.pt --corruptions scale --out experiments/ablation/scale
 
 On a CPU the kernels are pinned (utils.pin_kernels: AVX2, 2 threads), so any x86-64 CPU with AVX2 gives the same
 numbers; --no-pin runs this CPU's own kernels instead, and results.json records which ("kernels").

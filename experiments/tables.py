@@ -24,6 +24,8 @@ from report import (ABLATION, HEADLINE, IMAGES, SEED1, SEEDS, SEPARABLE, STUDIES
                     results_table, row, seed_runs, spread)
 from utils import NORM_NAMES, load_results  # noqa: E402
 
+UNPINNED = "unpinned"  # inside ABLATION: the first ablation runs (1 thread, kernels not pinned), kept for the record
+SCALE = f"{ABLATION}/{UNPINNED}/scale"  # inside STUDIES: the models without normalization under the scale corruption
 DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
 
 
@@ -84,8 +86,7 @@ def like_for_like_text(folder=IMAGES, studies=STUDIES):
     c = report.comparisons(folder, studies)
     if "BN - GN, the same network" not in c:
         return "_No like-for-like runs yet._"
-    say = lambda k: (f"{c[k]['mean']:+.2f} points ({min(c[k]['diffs']):+.2f} to {max(c[k]['diffs']):+.2f}), "
-                     f"{'real' if c[k]['real'] else 'not shown'}")
+    say = lambda k: f"{report.gap(c[k]).replace(' (', ' points (', 1)}, {'real' if c[k]['real'] else 'not shown'}"
     n = len(c["BN - GN, the same network"]["diffs"])
     return (f"On the same network, BN against GN: {say('BN - GN, the same network')}; against LN: "
             f"{say('BN - LN, the same network')}. BN's recipe against BN on the same network: "
@@ -218,20 +219,36 @@ def norm_speed_table(studies=STUDIES):
     return "\n".join(rows)
 
 
-def ablation_folders(studies=STUDIES):
-    """Every folder of results files under <studies>/ablation, sorted."""
-    return sorted({f.parent for f in (Path(studies) / ABLATION).rglob("results_*.json")})
+def ablation_folders(studies=STUDIES, unpinned=False):
+    """The folders of results files under <studies>/ablation, sorted: the pinned runs the findings rest on, or
+    (unpinned=True) also the earlier runs kept in ablation/unpinned/ for the record."""
+    found = sorted({f.parent for f in (Path(studies) / ABLATION).rglob("results_*.json")})
+    return [d for d in found if unpinned or UNPINNED not in d.relative_to(Path(studies) / ABLATION).parts]
 
 
-def ablation_runs(images=IMAGES, studies=STUDIES):
-    """The headline runs (seeds 0 and 1) and every ablation run, grouped by what was changed:
-    {(norm, residual, peak lr): {seed: results}}."""
-    groups = {}
-    for folder in [Path(images), Path(studies) / SEED1, *ablation_folders(studies)]:
-        for norm, r in load_results(folder).items():
-            config = r.get("config", {})
-            groups.setdefault((norm, config.get("residual", True), config.get("lr")), {})[r["seed"]] = r
-    return groups
+def arm(r):
+    """What an ablation run changed: (norm, residual additions, peak lr)."""
+    config = r.get("config", {})
+    return r["norm"], config.get("residual", True), config.get("lr")
+
+
+def ablation_arms(images=IMAGES, studies=STUDIES):
+    """{arm: {seed: results}} for the headline recipes (seeds 0, 1, 2) and every pinned ablation run, headline
+    arms first, then by norm, additions, peak lr."""
+    arms = {}
+    runs = [r for rs in seed_runs(images, studies).values() for r in rs]
+    runs += [r for d in ablation_folders(studies) for r in load_results(d).values()]
+    for r in runs:
+        arms.setdefault(arm(r), {})[r["seed"]] = r
+    order = lambda k: ((HEADLINE + ("none",)).index(k[0]), not k[1], k[2] or 0)
+    return dict(sorted(arms.items(), key=lambda kv: order(kv[0])))
+
+
+def headline_of(key, arms):
+    """The arm an ablation arm is set against: its norm's headline recipe (BN's, whose notebook the runs without
+    normalization use); None for a headline arm itself."""
+    ref = next((k for k in arms if k[0] == ("bn" if key[0] == "none" else key[0]) and k[1]), None)
+    return None if ref == key or ref is None else ref
 
 
 def failure(r):
@@ -239,48 +256,78 @@ def failure(r):
     that blew up is a result too."""
     nan = next((e for e, loss in enumerate(r["history"]["train_loss"], 1) if not math.isfinite(loss)), None)
     if nan:
-        return f"diverged: loss NaN from epoch {nan}"
+        return f"diverged in epoch {nan}"
     acc = r["history"]["test_acc"]
     stuck = next((e for e in range(1, len(acc) + 1) if max(acc[e - 1:]) <= 10.5), None)  # 10 classes
-    return f"{r['test_acc']:.2f}: at chance from epoch {stuck}" if stuck else None
+    return f"at chance from epoch {stuck}" if stuck else None
 
 
-def largest_fall(r):
-    """The largest drop of test accuracy between two consecutive epochs: how unsteady training was."""
-    acc = r["history"]["test_acc"]
-    return f"{max([0.0, *(a - b for a, b in zip(acc, acc[1:]))]):.2f}"  # 0: it never fell
+def arm_name(key):
+    norm, residual, lr = key
+    name = "no norm (BN's notebook)" if norm == "none" else norm.upper()
+    return f"{name}{'' if residual else ', **no additions**'}, peak lr {lr:g}"
+
+
+def arm_result(runs, ref):
+    """An ablation arm against its headline, seed by seed: report.paired() of the runs that trained, with the
+    runs that failed counted apart."""
+    failed = [r for r in runs.values() if failure(r)]
+    p = report.paired([r for r in runs.values() if not failure(r)], list(ref.values()))
+    return {**p, "failed": len(failed), "n": len(runs)}
+
+
+def arm_verdict(p):
+    """The rule's verdict on an arm; a failed run cannot be paired, so failures are counted instead."""
+    if p["failed"]:
+        return f"fails at {p['failed']} of {p['n']} seeds"
+    return report.verdict(p) + ("" if p["n"] == 3 else f"; {p['n']} seed{'s' * (p['n'] > 1)}")
 
 
 def ablation_table(images=IMAGES, studies=STUDIES):
-    """Each ingredient against its absence: per seed the final test and train accuracy and the difference from the
-    headline recipe of the same norm and seed (BN's for the runs without normalization), with test accuracy after
-    epoch 5 for the speed of learning and the largest fall between epochs for its steadiness."""
-    groups = ablation_runs(images, studies)
-    if not any(norm == "none" or not residual for norm, residual, _ in groups):
+    """Each arm's final test accuracy per seed, its paired differences from the headline recipe of the same norm
+    and seed (BN's for the runs without normalization), their mean and the rule's verdict."""
+    arms = ablation_arms(images, studies)
+    if not any(headline_of(k, arms) for k in arms):
         return "_No ablation runs yet: see the commands above._"
-    headline = {n: groups[(n, True, r.get("config", {}).get("lr"))] for n, r in load_results(images).items()}
-    rows = header("model", "residual additions", "peak lr", "seed", "test acc %", "train acc %",
-                  "vs the headline, same seed (points)", "test acc % after epoch 5",
-                  "largest fall in test acc from one epoch to the next (points)")
-    order = lambda k: ((HEADLINE + ("none",)).index(k[0]), not k[1], -(k[2] or 0))
-    for key in sorted(groups, key=order):
-        norm, residual, lr = key
-        ref = headline.get("bn" if norm == "none" else norm, {})
-        for seed, r in sorted(groups[key].items()):
-            bad = failure(r)
-            vs = ("(the headline)" if ref is groups[key] else "-" if bad or seed not in ref else
-                  f"{r['test_acc'] - ref[seed]['test_acc']:+.2f}")
-            rows.append(row(NORM_NAMES[norm], [
-                "yes" if residual else "**no**", f"{lr:g}", str(seed),
-                bad or f"{r['test_acc']:.2f}", "-" if bad else f"{r['train_acc']:.2f}", vs,
-                f"{r['history']['test_acc'][4]:.2f}" if r["epochs"] >= 5 else "-", largest_fall(r)]))
+    seeds = sorted({s for runs in arms.values() for s in runs})
+    acc = lambda r: "not run" if r is None else failure(r) or f"{r['test_acc']:.2f}"
+    rows = header("model", *(f"seed {s}: test acc %" for s in seeds), "vs the headline, same seed (points)",
+                  "mean", "verdict")
+    for key, runs in arms.items():
+        ref = headline_of(key, arms)
+        cells = [acc(runs.get(s)) for s in seeds]
+        if ref is None:
+            rows.append(row(f"{arm_name(key)} (the headline)", [*cells, "", "", ""]))
+            continue
+        p = arm_result(runs, arms[ref])
+        vs = " / ".join("-" if s not in runs or failure(runs[s]) or s not in arms[ref] else
+                        f"{runs[s]['test_acc'] - arms[ref][s]['test_acc']:+.2f}" for s in seeds)
+        rows.append(row(arm_name(key), [*cells, vs, "-" if p["failed"] or not p["diffs"] else f"{p['mean']:+.2f}",
+                                        arm_verdict(p)]))
     return "\n".join(rows)
+
+
+def ablation_text(images=IMAGES, studies=STUDIES):
+    """The ablation's answer, one clause per arm: the mean paired difference from its headline and the verdict."""
+    arms = ablation_arms(images, studies)
+    said = []
+    for key, runs in arms.items():
+        ref = headline_of(key, arms)
+        if ref is None:
+            continue
+        p = arm_result(runs, arms[ref])
+        what = (f"no norm at peak {key[2]:g}" if key[0] == "none" else f"{key[0].upper()} without the additions")
+        said.append(f"{what}: {arm_verdict(p)}" if p["failed"] else
+                    f"{what} {report.gap(p)}, {'real' if p['real'] else 'not shown'}")
+    if not said:
+        return "_No pinned ablation runs yet._"
+    return "Against the headline of the same seed, in points: " + "; ".join(said) + "."
 
 
 def ablation_scale_table(studies=STUDIES):
     """The input's scale: test accuracy with every pixel times c, for the headline models (<studies>/shift) and the
-    models without normalization (<studies>/ablation/scale, from shift.py --models ... --corruptions scale)."""
-    paths = [Path(studies) / "shift" / "results.json", Path(studies) / ABLATION / "scale" / "results.json"]
+    models without normalization (<studies>/<SCALE>, from shift.py --models ... --corruptions scale)."""
+    paths = [Path(studies) / "shift" / "results.json", Path(studies) / SCALE / "results.json"]
     if not paths[1].exists():
         return "_No scale results for the ablation models yet: see the command above._"
     res = [json.loads(p.read_text()) for p in paths if p.exists()]
@@ -305,35 +352,28 @@ def ablation_scale_table(studies=STUDIES):
     return "\n".join(rows)
 
 
-def plot_ablation(images=IMAGES, studies=STUDIES):
-    """Test accuracy per epoch: each norm with and without the residual additions at seed 0 (left), every run
-    without normalization against the headline norms at seed 0 (right) -> <studies>/ablation/ablation.png."""
-    groups = ablation_runs(images, studies)
-    runs = {k: seeds[0] for k, seeds in groups.items() if 0 in seeds}
-    headline = {n: (n, True, r.get("config", {}).get("lr")) for n, r in load_results(images).items()}
-    no_residual = [k for k in runs if not k[1] and k[0] in headline]
-    no_norm = sorted(((k, seed) for k, seeds in groups.items() if k[0] == "none" for seed in seeds),
-                     key=lambda ks: (not ks[0][1], -ks[0][2], ks[1]))
+def plot_ablation(images=IMAGES, studies=STUDIES, seed=0):
+    """Test accuracy per epoch at one seed: each norm with and without the residual additions (left), the network
+    without normalization at each peak lr against the headline norms (right) -> <studies>/ablation/ablation.png."""
+    arms = {k: runs[seed] for k, runs in ablation_arms(images, studies).items() if seed in runs}
+    headline = {k[0]: k for k in arms if headline_of(k, arms) is None}
+    no_residual = [k for k in arms if not k[1] and k[0] in headline]
+    no_norm = [k for k in arms if k[0] == "none"]
     if not no_residual and not no_norm:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.5), sharey=True)
-    curve = lambda ax, r, **kw: ax.plot(range(1, r["epochs"] + 1), r["history"]["test_acc"], **kw)
+    curve = lambda ax, key, **kw: ax.plot(range(1, len(arms[key]["history"]["test_acc"]) + 1),
+                                          arms[key]["history"]["test_acc"], **kw)
     color = {"bn": "C0", "gn": "C1", "ln": "C2"}
     for key in no_residual:
-        name = key[0].upper()
-        curve(left, runs[headline[key[0]]], color=color[key[0]], label=f"{name}, with additions")
-        curve(left, runs[key], color=color[key[0]], ls="--", label=f"{name}, without")
+        curve(left, headline[key[0]], color=color[key[0]], label=f"{key[0].upper()}, with additions")
+        curve(left, key, color=color[key[0]], ls="--", label=f"{key[0].upper()}, without")
     for n, key in headline.items() if no_norm else ():
-        if key in runs:
-            curve(right, runs[key], color=color[n], lw=2 if n == "bn" else 1, ls="-" if n == "bn" else ":",
-                  label=f"{n.upper()}, peak lr {key[2]:g}")
-    for i, (key, seed) in enumerate(no_norm):
-        label = ("no norm" + ("" if key[1] else ", no additions") + f", peak lr {key[2]:g}"
-                 + (f", seed {seed}" if seed else ""))
-        curve(right, groups[key][seed], color=f"C{i + 3}", ls="-" if key[1] else "--", label=label)
-    for ax, title in ((left, "without the residual additions (dashed), seed 0"),
-                      (right, "without normalization (dashed: without the additions too)")):
-        ax.set(title=title, xlabel="epoch", xticks=range(0, 21, 5))
+        curve(right, key, color=color[n], lw=1, ls=":", label=f"{n.upper()}, peak lr {key[2]:g}")
+    for i, key in enumerate(no_norm):
+        curve(right, key, color=f"C{i + 3}", ls="--", label=f"no norm, peak lr {key[2]:g}")
+    for ax, title in ((left, "without the residual additions (dashed)"), (right, "without normalization (dashed)")):
+        ax.set(title=f"{title}, seed {seed}", xlabel="epoch", xticks=range(0, 21, 5))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # below: curves fill the axes
     left.set_ylabel("test accuracy %")
@@ -386,10 +426,10 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
             "separable-results": results_table(sep, timing=False),
             "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
-            "ablation": ablation_table(images, studies),
+            "ablation": ablation_table(images, studies), "ablation-answer": ablation_text(images, studies),
             "ablation-scale": ablation_scale_table(studies), "shift": shift_table(studies),
             "norm-tables": norm_tables(norm_example()),
-            "hardware": provenance([*(studies / d for d in SEEDS), *lfl, sep, sep / SEED1, *ablation_folders(studies)],
+            "hardware": provenance([*(studies / d for d in SEEDS), *lfl, sep, sep / SEED1, *ablation_folders(studies, unpinned=True)],
                                    root)}
 
 

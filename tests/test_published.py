@@ -22,7 +22,8 @@ SEED_FOLDERS = [STUDIES / d for d in report.SEEDS if (STUDIES / d).is_dir()]  # 
 FOLDERS = [(IMAGES, ROOT)] + [(d, d) for d in (*SEED_FOLDERS, SEPARABLE, SEPARABLE / report.SEED1)]
 RUNS = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n, nb / NOTEBOOKS[n]) for d, nb in FOLDERS for n in NOTEBOOKS}
 # the ablation runs: one notebook per results file, beside it (S8_none.ipynb for the runs without normalization)
-ABLATION = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n) for d in tables.ablation_folders() for n in utils.load_results(d)}
+ABLATION = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n) for d in tables.ablation_folders(unpinned=True)
+            for n in utils.load_results(d)}
 RUNS |= {run: (d, n, d / NOTEBOOKS.get(n, f"S8_{n}.ipynb")) for run, (d, n) in ABLATION.items()}
 sys.path.insert(0, str(STUDIES))  # sweep.py, whose plans made the small-batch runs
 
@@ -152,23 +153,29 @@ def test_results_files_are_complete(folder):
 
 @pytest.mark.parametrize("run", ABLATION)
 def test_each_ablation_run_changed_only_what_its_folder_says(run):
-    """no_residual/[seed1/]: the notebook of that norm without the additions; no_norm/lr<lr>/[seed1/]: BN's
-    notebook without norm layers at that peak lr; no_norm_no_residual/lr<lr>/: without both. Everything else is
-    the headline notebook's recipe."""
+    """no_residual/seed<k>/: the notebook of that norm without the additions; no_norm/lr<lr>/seed<k>/: BN's notebook
+    without norm layers at that peak lr; everything else is the headline notebook's recipe, pinned as the headline
+    is. unpinned/ keeps the first runs (1 thread, kernels not pinned; seed 0 in the folder itself, seed 1 in
+    seed1/), and no_norm_no_residual/lr<lr>/ there drops both."""
     folder, norm = ABLATION[run]
     r, parts = utils.load_results(folder)[norm], folder.relative_to(STUDIES / report.ABLATION).parts
-    seed = 1 if parts[-1] == report.SEED1 else 0
-    headline = utils.load_results(IMAGES)["bn" if norm == "none" else norm]["config"]
-    assert parts[0] in ("no_residual", "no_norm", "no_norm_no_residual"), run
+    first = parts[0] == tables.UNPINNED
+    parts = parts[1:] if first else parts
+    seed = int(parts[-1].removeprefix("seed")) if parts[-1].startswith("seed") else 0
+    assert first or parts[-1] == f"seed{seed}", run
+    headline = utils.load_results(IMAGES)["bn" if norm == "none" else norm]
+    assert parts[0] in ("no_residual", "no_norm") + (("no_norm_no_residual",) if first else ()), run
     changed = {"residual": False} if parts[0].endswith("no_residual") else {}
     if parts[0].startswith("no_norm"):
         assert norm == "none", run
         changed["lr"] = float(parts[1].removeprefix("lr"))
     else:
         assert norm != "none", run
-    assert r["config"] == {**headline, **changed}
-    assert r["seed"] == seed and r["data"] == utils.load_results(IMAGES)["bn"]["data"]
+    assert r["config"] == {**headline["config"], **changed}
+    assert r["seed"] == seed and r["data"] == headline["data"]
     assert r["epochs"] == 20 or math.isnan(r["history"]["train_loss"][-1])  # fit stops a run whose loss is NaN
+    if not first:  # the footing of the headline run it is set against
+        assert pinned(r) and (r["torch"], r["test_data_sha256"]) == (headline["torch"], headline["test_data_sha256"])
 
 
 def test_every_committed_json_file_is_strict_json():

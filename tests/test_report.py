@@ -178,44 +178,45 @@ def test_blocks_table_sets_each_block_design_beside_the_other(tmp_path):
     assert files == ["experiments/seed1/results_gn.json", "experiments/separable/results_gn.json"]
 
 
-def test_ablation_table_sets_each_run_against_the_headline_of_its_seed(tmp_path):
+def test_ablation_table_pairs_each_arm_with_the_headline_of_its_seed(tmp_path):
     images, studies = tmp_path / "images", tmp_path / "experiments"
     ablation = studies / report.ABLATION
     assert tables.ablation_table(images, studies).startswith("_No ablation runs yet")
     assert tables.plot_ablation(images, studies) is None
-    write_result(images, "bn", 82.0, 0, lr=0.2)
-    write_result(images, "gn", 80.0, 0, lr=0.3)
-    write_result(studies / report.SEED1, "bn", 83.0, 1, lr=0.2)
-    write_result(ablation / "no_residual", "bn", 79.0, 0, lr=0.2, residual=False)
-    write_result(ablation / "no_residual" / report.SEED1, "bn", 78.5, 1, lr=0.2, residual=False)
-    write_result(ablation / "no_norm" / "lr0.1", "none", 75.0, 0, lr=0.1)
-    stuck = write_result(ablation / "no_norm" / "lr0.4", "none", 10.0, 0, lr=0.4)
-    stuck["history"]["test_acc"] = [30.0, 10.0]  # no NaN, but no better than guessing from epoch 2 on
-    (ablation / "no_norm" / "lr0.4" / "results_none.json").write_text(json.dumps(stuck))
-    write_result(ablation / "no_norm_no_residual" / "lr0.1", "none", 74.0, 0, lr=0.1, residual=False)
-    path = ablation / "no_norm" / "lr0.2" / "results_none.json"
-    r = write_result(path.parent, "none", 10.0, 0, lr=0.2)
+    for seed, folder, bn, gn in ((0, images, 82.0, 80.0), (1, studies / "seed1", 83.0, 80.5), (2, studies / "seed2", 82.5, 81.0)):
+        write_result(folder, "bn", bn, seed, lr=0.2)
+        write_result(folder, "gn", gn, seed, lr=0.3)
+    for seed, acc in enumerate((79.0, 78.5, 80.0)):  # below the headline at every seed: real
+        write_result(ablation / "no_residual" / f"seed{seed}", "bn", acc, seed, lr=0.2, residual=False)
+    for seed, acc in enumerate((81.0, 82.0)):  # two seeds only, one sign
+        write_result(ablation / "no_residual" / f"seed{seed}", "gn", acc, seed, lr=0.3, residual=False)
+    write_result(ablation / "no_norm" / "lr0.2" / "seed0", "none", 81.5, 0, lr=0.2)
+    write_result(ablation / "no_norm" / "lr0.2" / "seed1", "none", 83.5, 1, lr=0.2)  # signs differ
+    path = ablation / "no_norm" / "lr0.4" / "seed0" / "results_none.json"
+    r = write_result(path.parent, "none", 10.0, 0, lr=0.4)
     r["history"]["train_loss"][1] = float("nan")  # json writes NaN, as the notebook's results file would
     path.write_text(json.dumps(r))
+    stuck = write_result(path.parent.parent / "seed1", "none", 10.0, 1, lr=0.4)
+    stuck["history"]["test_acc"] = [30.0, 10.0]  # no NaN, but no better than guessing from epoch 2 on
+    (path.parent.parent / "seed1" / "results_none.json").write_text(json.dumps(stuck))
+    write_result(path.parent.parent / "seed2", "none", 70.0, 2, lr=0.4)
+    write_result(ablation / tables.UNPINNED / "no_residual", "bn", 50.0, 0, lr=0.2, residual=False)  # not a finding
     lines = tables.ablation_table(images, studies).splitlines()
     assert lines[2:] == [
-        "| Batch Norm | yes | 0.2 | 0 | 82.00 | 83.00 | (the headline) | - | 0.00 |",
-        "| Batch Norm | yes | 0.2 | 1 | 83.00 | 83.00 | (the headline) | - | 0.00 |",
-        "| Batch Norm | **no** | 0.2 | 0 | 79.00 | 83.00 | -3.00 | - | 0.00 |",
-        "| Batch Norm | **no** | 0.2 | 1 | 78.50 | 83.00 | -4.50 | - | 0.00 |",  # against seed 1's headline
-        "| Group Norm | yes | 0.3 | 0 | 80.00 | 83.00 | (the headline) | - | 0.00 |",
-        "| No Norm | yes | 0.4 | 0 | 10.00: at chance from epoch 2 | - | - | - | 20.00 |",
-        "| No Norm | yes | 0.2 | 0 | diverged: loss NaN from epoch 2 | - | - | - | 35.00 |",
-        "| No Norm | yes | 0.1 | 0 | 75.00 | 83.00 | -7.00 | - | 0.00 |",  # against BN's headline
-        "| No Norm | **no** | 0.1 | 0 | 74.00 | 83.00 | -8.00 | - | 0.00 |"]
+        "| BN, peak lr 0.2 (the headline) | 82.00 | 83.00 | 82.50 | | | |",
+        "| BN, **no additions**, peak lr 0.2 | 79.00 | 78.50 | 80.00 | -3.00 / -4.50 / -2.50 | -3.33 | **real**; one sign |",
+        "| GN, peak lr 0.3 (the headline) | 80.00 | 80.50 | 81.00 | | | |",
+        "| GN, **no additions**, peak lr 0.3 | 81.00 | 82.00 | not run | +1.00 / +1.50 / - | +1.25 | not shown; one sign; 2 seeds |",
+        "| no norm (BN's notebook), peak lr 0.2 | 81.50 | 83.50 | not run | -0.50 / +0.50 / - | +0.00 | not shown; signs differ; 2 seeds |",
+        "| no norm (BN's notebook), peak lr 0.4 | diverged in epoch 2 | at chance from epoch 2 | 70.00 | - / - / -12.50 | - | fails at 2 of 3 seeds |"]
+    assert tables.ablation_text(images, studies) == (
+        "Against the headline of the same seed, in points: BN without the additions -3.33 (-4.50 to -2.50), real; "
+        "GN without the additions +1.25 (+1.00 to +1.50), not shown; no norm at peak 0.2 +0.00 (-0.50 to +0.50), "
+        "not shown; no norm at peak 0.4: fails at 2 of 3 seeds.")
     assert tables.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
     files = [line.split("`")[1] for line in tables.studies_tables(images, studies, tmp_path)["hardware"].splitlines() if line.startswith("| ") and "`" in line]
-    assert files == ["experiments/seed1/results_bn.json", "experiments/ablation/no_norm/lr0.1/results_none.json",
-                     "experiments/ablation/no_norm/lr0.2/results_none.json",
-                     "experiments/ablation/no_norm/lr0.4/results_none.json",
-                     "experiments/ablation/no_norm_no_residual/lr0.1/results_none.json",
-                     "experiments/ablation/no_residual/results_bn.json",
-                     "experiments/ablation/no_residual/seed1/results_bn.json"]
+    assert "experiments/ablation/unpinned/no_residual/results_bn.json" in files  # listed for the record
+    assert "experiments/ablation/no_norm/lr0.4/seed{0,1,2}/results_none.json" in files  # one row: alike
 
 
 def test_scale_table_puts_the_models_without_normalization_beside_the_headline(tmp_path):
@@ -228,7 +229,7 @@ def test_scale_table_puts_the_models_without_normalization_beside_the_headline(t
                 "models": {"x/model_none.pt": {"norm": "none", "seed": 1, "config": {"lr": 0.1}}}}
     ablation["accuracy"]["y/model_none.pt"] = {"scale": [78.0, 70, 60, 50, 40, 30]}
     ablation["models"]["y/model_none.pt"] = {"norm": "none", "seed": 0, "config": {"lr": 0.2, "residual": False}}
-    for folder, res in (("shift", headline), ("ablation/scale", ablation)):
+    for folder, res in (("shift", headline), (tables.SCALE, ablation)):
         (studies / folder).mkdir(parents=True)
         (studies / folder / "results.json").write_text(json.dumps(res))
     assert tables.ablation_scale_table(studies).splitlines() == [
@@ -238,7 +239,7 @@ def test_scale_table_puts_the_models_without_normalization_beside_the_headline(t
         "| No Norm, peak lr 0.1, seed 1 | 81.00 | 80.00 | 76.00 | 60.00 | 25.00 | 14.00 | 30.00 |",
         "| No Norm, no residual additions, peak lr 0.2, seed 0 | 78.00 | 70.00 | 60.00 | 50.00 | 40.00 | 30.00 | 28.00 |"]
     ablation["severities"]["scale"] = [0.5] * 5  # another definition of the corruption: not comparable
-    (studies / "ablation/scale/results.json").write_text(json.dumps(ablation))
+    (studies / tables.SCALE / "results.json").write_text(json.dumps(ablation))
     with pytest.raises(ValueError, match="different factors"):
         tables.ablation_scale_table(studies)
 
@@ -267,6 +268,24 @@ def test_the_hardware_table_names_the_kernels_each_run_recorded(tmp_path):
     table = report.provenance([tmp_path / "old", tmp_path / "new"], tmp_path)
     assert table.startswith("Every run below: data folder.\n")
     assert "| `new/results_gn.json` | cpu | AVX2 / Intel AVX2 / AVX2, 2 threads, pinned (a CPU with AVX-512) | 3 | 0 |" in table
+
+
+def test_the_hardware_table_merges_runs_alike_but_for_the_norm_or_the_seed_folder(tmp_path):
+    for seed in (0, 1, 2):
+        for norm in ("bn", "gn"):
+            write_result(tmp_path / "arm" / f"seed{seed}", norm, seed=seed)
+    write_result(tmp_path / "arm" / "seed3", "bn", seed=3)  # GN has no seed 3: a row of its own
+    odd = write_result(tmp_path / "other" / "seed0", "bn", seed=0)
+    write_result(tmp_path / "other" / "seed1", "bn", seed=1)
+    odd["device"] = "cuda"  # another machine: never merged with the cpu runs
+    (tmp_path / "other" / "seed0" / "results_bn.json").write_text(json.dumps(odd))
+    folders = [tmp_path / d / f"seed{s}" for d, seeds in (("arm", 4), ("other", 2)) for s in range(seeds)]
+    assert report.provenance(folders, tmp_path).splitlines()[2:] == [
+        "| models | results file | hardware | kernels | seed |", "|---|---|---|---|---|",
+        "| BN, GN | `arm/seed{0,1,2}/results_{bn,gn}.json` | cpu | not recorded | 0, 1, 2 |",
+        "| Batch Norm | `arm/seed3/results_bn.json` | cpu | not recorded | 3 |",
+        "| Batch Norm | `other/seed0/results_bn.json` | cuda | not recorded | 0 |",
+        "| Batch Norm | `other/seed1/results_bn.json` | cpu | not recorded | 1 |"]
 
 
 def test_the_readme_hardware_table_is_the_short_one(tmp_path):

@@ -329,7 +329,7 @@ def test_the_table_names_models_given_by_path(tmp_path):
 
 def test_the_scale_table_does_not_mix_rounded_and_truncated_bytes(tmp_path):
     factors = [0.8, 0.6, 0.4, 0.2, 0.1]
-    for folder, extra in (("shift", {"to_uint8": {"scale": "truncated"}}), ("ablation/scale", {})):  # 2nd: older
+    for folder, extra in (("shift", {"to_uint8": {"scale": "truncated"}}), (tables.SCALE, {})):  # 2nd: older
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "results.json").write_text(json.dumps(
             {"severities": {"scale": factors}, "bn_batch_size": 250, **extra,
