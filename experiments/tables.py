@@ -307,21 +307,27 @@ def ablation_table(images=IMAGES, studies=STUDIES):
     return "\n".join(rows)
 
 
-def ablation_text(images=IMAGES, studies=STUDIES):
-    """The ablation's answer, one clause per arm: the mean paired difference from its headline and the verdict."""
-    arms = ablation_arms(images, studies)
-    said = []
+def ablation_clauses(images=IMAGES, studies=STUDIES):
+    """{arm: what its paired differences say}, e.g. 'LN without the additions -0.50 (-0.60 to -0.40), real': the
+    words both READMEs quote (a test holds them to the committed runs)."""
+    arms, said = ablation_arms(images, studies), {}
     for key, runs in arms.items():
         ref = headline_of(key, arms)
         if ref is None:
             continue
         p = arm_result(runs, arms[ref])
-        what = (f"no norm at peak {key[2]:g}" if key[0] == "none" else f"{key[0].upper()} without the additions")
-        said.append(f"{what}: {arm_verdict(p)}" if p["failed"] else
-                    f"{what} {report.gap(p)}, {'real' if p['real'] else 'not shown'}")
+        what = f"no norm at peak {key[2]:g}" if key[0] == "none" else f"{key[0].upper()} without the additions"
+        said[key] = (f"{what}: {arm_verdict(p)}" if p["failed"] else
+                     f"{what} {report.gap(p)}, {'real' if p['real'] else 'not shown'}")
+    return said
+
+
+def ablation_text(images=IMAGES, studies=STUDIES):
+    """The ablation's answer, one clause per arm: the mean (range) of its paired differences and the verdict."""
+    said = ablation_clauses(images, studies)
     if not said:
         return "_No pinned ablation runs yet._"
-    return "Against the headline of the same seed, in points: " + "; ".join(said) + "."
+    return "Against the headline of the same seed, in points: " + "; ".join(said.values()) + "."
 
 
 def ablation_scale_table(studies=STUDIES):
@@ -361,22 +367,27 @@ def plot_ablation(images=IMAGES, studies=STUDIES, seed=0):
     no_norm = [k for k in arms if k[0] == "none"]
     if not no_residual and not no_norm:
         return None
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.5), sharey=True)
+    panels = [p for p in ("without the residual additions (dashed)" if no_residual else None,
+                          "without normalization (dashed)" if no_norm else None) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5.5), sharey=True, squeeze=False)
+    ax = dict(zip(panels, axes[0]))
     curve = lambda ax, key, **kw: ax.plot(range(1, len(arms[key]["history"]["test_acc"]) + 1),
                                           arms[key]["history"]["test_acc"], **kw)
     color = {"bn": "C0", "gn": "C1", "ln": "C2"}
     for key in no_residual:
+        left = ax[panels[0]]
         curve(left, headline[key[0]], color=color[key[0]], label=f"{key[0].upper()}, with additions")
         curve(left, key, color=color[key[0]], ls="--", label=f"{key[0].upper()}, without")
+    right = ax[panels[-1]]
     for n, key in headline.items() if no_norm else ():
         curve(right, key, color=color[n], lw=1, ls=":", label=f"{n.upper()}, peak lr {key[2]:g}")
     for i, key in enumerate(no_norm):
         curve(right, key, color=f"C{i + 3}", ls="--", label=f"no norm, peak lr {key[2]:g}")
-    for ax, title in ((left, "without the residual additions (dashed)"), (right, "without normalization (dashed)")):
-        ax.set(title=f"{title}, seed {seed}", xlabel="epoch", xticks=range(0, 21, 5))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # below: curves fill the axes
-    left.set_ylabel("test accuracy %")
+    for title, a in ax.items():
+        a.set(title=f"{title}, seed {seed}", xlabel="epoch", xticks=range(0, 21, 5))
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # below: curves fill the axes
+    axes[0][0].set_ylabel("test accuracy %")
     fig.tight_layout()
     return utils.save_fig(fig, Path(studies) / ABLATION, "ablation.png")
 

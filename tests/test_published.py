@@ -269,3 +269,16 @@ def test_the_like_for_like_answer_in_the_studies_table_quotes_the_committed_runs
     n = len(c["BN - GN, the same network"]["diffs"])
     assert (f"BN leads GN by {say('BN - GN, the same network')} and LN by {say('BN - LN, the same network')} "
             f"points there, {n} seeds paired; its recipe adds {say(tables.RECIPE_VS_SAME)}.") in line
+
+
+def test_the_ablation_findings_quote_the_committed_runs():
+    """An arm run at three seeds is quoted as its paired differences say, in the README's finding and in the
+    studies' table; an arm with fewer seeds is no finding yet, and neither page quotes it."""
+    arms, clauses = tables.ablation_arms(IMAGES, STUDIES), tables.ablation_clauses(IMAGES, STUDIES)
+    text = readme_text()
+    line = next(l for l in (STUDIES / "README.md").read_text().splitlines() if l.startswith("| [Residual additions"))
+    for key, clause in clauses.items():
+        if len(arms[key]) == 3:
+            assert clause in text and clause in line, clause
+        else:
+            assert clause.split(" -")[0].split(" +")[0].split(":")[0] not in text + line, clause
