@@ -269,11 +269,10 @@ def arm_name(key):
 
 
 def arm_result(runs, ref):
-    """An ablation arm against its headline, seed by seed: report.paired() of the runs that trained, with the
-    runs that failed counted apart."""
+    """An ablation arm against its headline, seed by seed: report.paired(), with the runs that failed counted (an
+    arm with a failed run has no mean difference to speak of)."""
     failed = [r for r in runs.values() if failure(r)]
-    p = report.paired([r for r in runs.values() if not failure(r)], list(ref.values()))
-    return {**p, "failed": len(failed), "n": len(runs)}
+    return {**report.paired(list(runs.values()), list(ref.values())), "failed": len(failed), "n": len(runs)}
 
 
 def arm_verdict(p):

@@ -1,4 +1,4 @@
-"""Hand-made mutants of model.py, utils.py, report.py and experiments/shift.py: each is one plausible mistake,
+"""Hand-made mutants of model.py, utils.py, report.py, experiments/shift.py and experiments/tables.py: each is one plausible mistake,
 and the suite must fail on it.
 
     python tests/mutants.py            # every mutant, in a scratch copy of the repository (about half an hour)
@@ -234,6 +234,21 @@ MUTANTS = [
     ("utils.py", "any run stops after its first epoch",
      "        if not math.isfinite(train_loss):", "        if math.isfinite(train_loss):"),
     # the corruption study
+    ("report.py", "a merged row names one seed of its seed folders",
+     '"seed": ", ".join(s for _, s in found)}', '"seed": found[0][1]}'),
+    # the ablation's pairing (experiments/tables.py)
+    ("experiments/tables.py", "the unpinned first runs counted in the findings",
+     "return [d for d in found if unpinned or UNPINNED not in d.relative_to(Path(studies) / ABLATION).parts]",
+     "return found"),
+    ("experiments/tables.py", "the runs without norms set against no headline",
+     'k[0] == ("bn" if key[0] == "none" else key[0]) and k[1]', "k[0] == key[0] and k[1]"),
+    ("experiments/tables.py", "an arm with a failed run quoted by its mean",
+     '"failed": len(failed)', '"failed": 0'),
+    ("experiments/tables.py", "an arm of fewer seeds reads as a full one",
+     """report.verdict(p) + ("" if p["n"] == 3 else f"; {p['n']} seed{'s' * (p['n'] > 1)}")""", "report.verdict(p)"),
+    ("experiments/tables.py", "a diverged run not seen as failed",
+     'nan = next((e for e, loss in enumerate(r["history"]["train_loss"], 1) if not math.isfinite(loss)), None)',
+     "nan = None"),
     ("experiments/shift.py", "bytes not clipped (1.02 wraps to 4)",
      "return x.clamp(0, 1).mul(255).trunc().to(torch.uint8)", "return x.mul(255).trunc().to(torch.uint8)"),
     ("experiments/shift.py", "bytes rounded, not truncated as CIFAR-10-C",
@@ -271,7 +286,8 @@ def run(k, scratch):
     path.write_text(source.replace(old, new))
     try:
         t0 = time.perf_counter()
-        own_first = sorted(TESTS, key=lambda t: Path(t).stem != f"test_{Path(file).stem}")  # -x: stops sooner
+        own = {"tables": "test_report"}.get(Path(file).stem, f"test_{Path(file).stem}")  # tables.py: test_report
+        own_first = sorted(TESTS, key=lambda t: Path(t).stem != own)  # -x: stops sooner
         proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                "-k", "not committed", *own_first],
                               cwd=scratch, capture_output=True, text=True, timeout=900)
