@@ -278,7 +278,7 @@ def arm_result(runs, ref):
 def arm_verdict(p):
     """The rule's verdict on an arm; a failed run cannot be paired, so failures are counted instead."""
     if p["failed"]:
-        return f"fails at {p['failed']} of {p['n']} seeds"
+        return f"fails at {p['failed']} of {p['n']} seed{'s' * (p['n'] > 1)}"
     return report.verdict(p) + ("" if p["n"] == 3 else f"; {p['n']} seed{'s' * (p['n'] > 1)}")
 
 
