@@ -269,10 +269,10 @@ def arm_name(key):
 
 
 def arm_result(runs, ref):
-    """An ablation arm against its headline, seed by seed: report.paired(), with the runs that failed counted (an
-    arm with a failed run has no mean difference to speak of)."""
-    failed = [r for r in runs.values() if failure(r)]
-    return {**report.paired(list(runs.values()), list(ref.values())), "failed": len(failed), "n": len(runs)}
+    """An ablation arm against its headline, seed by seed: report.paired() of the runs that trained, with the runs
+    that failed counted apart (a failed run has no accuracy to pair)."""
+    trained = [r for r in runs.values() if not failure(r)]
+    return {**report.paired(trained, list(ref.values())), "failed": len(runs) - len(trained), "n": len(runs)}
 
 
 def arm_verdict(p):
@@ -316,8 +316,9 @@ def ablation_clauses(images=IMAGES, studies=STUDIES):
             continue
         p = arm_result(runs, arms[ref])
         what = f"no norm at peak {key[2]:g}" if key[0] == "none" else f"{key[0].upper()} without the additions"
-        said[key] = (f"{what}: {arm_verdict(p)}" if p["failed"] else
-                     f"{what} {report.gap(p)}, {'real' if p['real'] else 'not shown'}")
+        others = " and ".join(f"{d:+.2f}" for d in p["diffs"])
+        said[key] = (f"{what} {report.gap(p)}, {'real' if p['real'] else 'not shown'}" if not p["failed"] else
+                     f"{what}: {arm_verdict(p)}" + (f", {others} at the other{'s' * (len(p['diffs']) > 1)}" if p["diffs"] else ""))
     return said
 
 
