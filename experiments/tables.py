@@ -306,28 +306,37 @@ def ablation_table(images=IMAGES, studies=STUDIES):
     return "\n".join(rows)
 
 
+NO_NORM, NO_ADDITIONS = "Without normalization (BN's notebook), by peak lr", "Without the additions"
+
+
 def ablation_clauses(images=IMAGES, studies=STUDIES):
-    """{arm: what its paired differences say}, e.g. 'LN without the additions -0.50 (-0.60 to -0.40), real': the
-    words both READMEs quote (a test holds them to the committed runs)."""
+    """{arm: (NO_NORM or NO_ADDITIONS, what its paired differences say)}, e.g. (NO_ADDITIONS, 'LN -0.50 (-0.60
+    to -0.40), real'): the words both READMEs quote (a test holds them to the committed runs)."""
     arms, said = ablation_arms(images, studies), {}
     for key, runs in arms.items():
         ref = headline_of(key, arms)
         if ref is None:
             continue
         p = arm_result(runs, arms[ref])
-        what = f"no norm at peak {key[2]:g}" if key[0] == "none" else f"{key[0].upper()} without the additions"
+        what = f"peak {key[2]:g}" if key[0] == "none" else key[0].upper()
         others = " and ".join(f"{d:+.2f}" for d in p["diffs"])
-        said[key] = (f"{what} {report.gap(p)}, {'real' if p['real'] else 'not shown'}" if not p["failed"] else
-                     f"{what}: {arm_verdict(p)}" + (f", {others} at the other{'s' * (len(p['diffs']) > 1)}" if p["diffs"] else ""))
+        said[key] = (NO_NORM if key[0] == "none" else NO_ADDITIONS,
+                     f"{what} {report.gap(p)}, {'real' if p['real'] else 'not shown'}" if not p["failed"] else
+                     f"{what}: {arm_verdict(p)}" + (f", {others} at the other{'s' * (len(p['diffs']) > 1)}"
+                                                    if p["diffs"] else ""))
     return said
 
 
 def ablation_text(images=IMAGES, studies=STUDIES):
-    """The ablation's answer, one clause per arm: the mean (range) of its paired differences and the verdict."""
+    """The ablation's answer: per group of arms, each arm's mean (range) of paired differences and the verdict."""
     said = ablation_clauses(images, studies)
     if not said:
         return "_No pinned ablation runs yet._"
-    return "Against the headline of the same seed, in points: " + "; ".join(said.values()) + "."
+    groups = {}
+    for group, clause in said.values():
+        groups.setdefault(group, []).append(clause)
+    return "Against the headline of the same seed, in points. " + " ".join(
+        f"{group}: {'; '.join(clauses)}." for group, clauses in sorted(groups.items()))
 
 
 def ablation_scale_table(studies=STUDIES):

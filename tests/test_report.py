@@ -210,9 +210,9 @@ def test_ablation_table_pairs_each_arm_with_the_headline_of_its_seed(tmp_path):
         "| no norm (BN's notebook), peak lr 0.2 | 81.50 | 83.50 | not run | -0.50 / +0.50 / - | +0.00 | not shown; signs differ; 2 seeds |",
         "| no norm (BN's notebook), peak lr 0.4 | diverged in epoch 2 | at chance from epoch 2 | 70.00 | - / - / -12.50 | - | fails at 2 of 3 seeds |"]
     assert tables.ablation_text(images, studies) == (
-        "Against the headline of the same seed, in points: BN without the additions -3.33 (-4.50 to -2.50), real; "
-        "GN without the additions +1.25 (+1.00 to +1.50), not shown; no norm at peak 0.2 +0.00 (-0.50 to +0.50), "
-        "not shown; no norm at peak 0.4: fails at 2 of 3 seeds, -12.50 at the other.")
+        "Against the headline of the same seed, in points. Without normalization (BN's notebook), by peak lr: "
+        "peak 0.2 +0.00 (-0.50 to +0.50), not shown; peak 0.4: fails at 2 of 3 seeds, -12.50 at the other. "
+        "Without the additions: BN -3.33 (-4.50 to -2.50), real; GN +1.25 (+1.00 to +1.50), not shown.")
     assert tables.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
     files = [line.split("`")[1] for line in tables.studies_tables(images, studies, tmp_path)["hardware"].splitlines() if line.startswith("| ") and "`" in line]
     assert "experiments/ablation/unpinned/no_residual/results_bn.json" in files  # listed for the record
