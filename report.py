@@ -349,17 +349,11 @@ def provenance(folders, root=ROOT, short=False):
             cells = {"results file": f"`{where}/results_{n}.json`", "data": r["data"], "hardware": device,
                      "kernels": kernels(r), "torch": r["torch"], "seed": str(r["seed"])}
             lines.append((n, where, [cells[c] for c in cols]))
-    same = lambda cells: [c for col, c in zip(cols, cells) if col != "results file"]
-    if short and len(lines) > 1 and len({(w, *same(c)) for _, w, c in lines}) == 1:  # one row says it for all
-        n, where, cells = lines[0]
-        names = ", ".join(n.upper() for n, _, _ in lines)
-        return "\n".join([*header("models", *cols), row(names, [f"`{where}/results_<norm>.json`", *same(cells)])])
     common = [c for k, c in enumerate(cols) if c in ("data", "torch") and len({cells[k] for *_, cells in lines}) == 1]
     keep = [k for k, c in enumerate(cols) if c not in common]
     said = f"Every run below: {'; '.join(f'{c} {lines[0][2][cols.index(c)]}' for c in common)}.\n\n" if common else ""
-    rows = ([(NORM_NAMES[n], cells) for n, _, cells in lines] if short else merged(lines, cols))
-    return said + "\n".join([*header("model" if short else "models", *(cols[k] for k in keep)),
-                              *(row(names, [cells[k] for k in keep]) for names, cells in rows)])
+    return said + "\n".join([*header("models", *(cols[k] for k in keep)),
+                              *(row(names, [cells[k] for k in keep]) for names, cells in merged(lines, cols))])
 
 
 def merged(lines, cols):

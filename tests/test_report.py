@@ -49,7 +49,7 @@ def test_both_readmes_regenerate_between_their_markers_only(tmp_path):
     assert "| test acc % when the norms use statistics of test batches of 1 / 64 | 10.00 / 80.00 |" in readme
     assert "No confusion matrices yet" in readme
     assert "| mean | 2.833 |" in study  # the worked example
-    assert "`images/results_<norm>.json`" in readme and "seed1" not in readme.split("hardware:start")[1]
+    assert "`images/results_{bn,gn,ln}.json`" in readme and "seed1" not in readme.split("hardware:start")[1]
     assert "| Group Norm | 81.50 | 80.25 | 80.88 (80.25-81.50) | 83.00 | +2.12 |" in study  # seeds
     assert "Batch Norm | 81.50 |" not in study.split("seeds:end")[0]  # one seed: no spread to show
     assert "`experiments/seed1/results_gn.json`" in study
@@ -291,12 +291,12 @@ def test_the_hardware_table_merges_runs_alike_but_for_the_norm_or_the_seed_folde
 def test_the_readme_hardware_table_is_the_short_one(tmp_path):
     write_result(tmp_path / "images", "bn")
     table = report.readme_tables(tmp_path / "images", tmp_path / "experiments", tmp_path)["hardware"]
-    assert table.splitlines()[:3] == ["| model | results file | hardware | seed |", "|---|---|---|---|",
+    assert table.splitlines()[:3] == ["| models | results file | hardware | seed |", "|---|---|---|---|",
                                       "| Batch Norm | `images/results_bn.json` | cpu | 0 |"]
     for norm in ("gn", "ln"):  # three runs alike: one row says it
         write_result(tmp_path / "images", norm)
     table = report.readme_tables(tmp_path / "images", tmp_path / "experiments", tmp_path)["hardware"]
-    assert table.splitlines()[2:] == ["| BN, GN, LN | `images/results_<norm>.json` | cpu | 0 |"]
+    assert table.splitlines()[2:] == ["| BN, GN, LN | `images/results_{bn,gn,ln}.json` | cpu | 0 |"]
 
 
 def three_seeds(tmp_path, bn, gn, ln, same=None):
