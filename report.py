@@ -359,7 +359,7 @@ def provenance(folders, root=ROOT, short=False):
 def merged(lines, cols):
     """Provenance rows alike but for the norm, or but for the seed of sibling seed<k> folders, as one row each:
     [(models, cells)], the files written `folder/results_{bn,gn}.json` or `.../seed{0,1,2}/results_bn.json`."""
-    fcol, scol = cols.index("results file"), cols.index("seed")
+    scol = cols.index("seed")
     other = [c for c in cols if c not in ("results file", "seed")]
     folders = {}  # the norms of one folder
     for n, where, cells in lines:

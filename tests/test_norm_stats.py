@@ -3,7 +3,6 @@ import torch
 import torch.nn.functional as F
 
 import report
-import utils
 
 
 def normalize(x, mean, var, norm, groups=2, eps=1e-5):
