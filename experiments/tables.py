@@ -252,13 +252,13 @@ def headline_of(key, arms):
 
 
 def failure(r):
-    """How a run failed, or None: a loss that turned NaN, or test accuracy stuck at chance (10%) to the end. A run
-    that blew up is a result too."""
+    """How a run failed, or None: a loss that turned NaN (after test accuracy fell to chance, if it did), or test
+    accuracy stuck at chance (10%) to the end. A run that blew up is a result too."""
     nan = next((e for e, loss in enumerate(r["history"]["train_loss"], 1) if not math.isfinite(loss)), None)
-    if nan:
-        return f"diverged in epoch {nan}"
     acc = r["history"]["test_acc"]
     stuck = next((e for e in range(1, len(acc) + 1) if max(acc[e - 1:]) <= 10.5), None)  # 10 classes
+    if nan:
+        return f"{f'at chance from epoch {stuck}, ' if stuck and stuck < nan else ''}loss NaN in epoch {nan}"
     return f"at chance from epoch {stuck}" if stuck else None
 
 
@@ -276,10 +276,13 @@ def arm_result(runs, ref):
 
 
 def arm_verdict(p):
-    """The rule's verdict on an arm; a failed run cannot be paired, so failures are counted instead."""
-    if p["failed"]:
-        return f"fails at {p['failed']} of {p['n']} seed{'s' * (p['n'] > 1)}"
-    return report.verdict(p) + ("" if p["n"] == 3 else f"; {p['n']} seed{'s' * (p['n'] > 1)}")
+    """The rule's verdict on an arm; failed runs cannot be paired, so they are counted and the rule speaks of the
+    pairs that trained."""
+    seeds = lambda n: f"{n} seed{'s' * (n > 1)}"
+    if not p["failed"]:
+        return report.verdict(p) + ("" if p["n"] == 3 else f"; {seeds(p['n'])}")
+    failed = f"{p['failed']} of {p['n']} seeds fail"
+    return f"{failed}; the other{'s' * (len(p['diffs']) > 1)}: {report.verdict(p)}" if p["diffs"] else failed
 
 
 def ablation_table(images=IMAGES, studies=STUDIES):
@@ -301,8 +304,7 @@ def ablation_table(images=IMAGES, studies=STUDIES):
         p = arm_result(runs, arms[ref])
         vs = " / ".join("-" if s not in runs or failure(runs[s]) or s not in arms[ref] else
                         f"{runs[s]['test_acc'] - arms[ref][s]['test_acc']:+.2f}" for s in seeds)
-        rows.append(row(arm_name(key), [*cells, vs, "-" if p["failed"] or not p["diffs"] else f"{p['mean']:+.2f}",
-                                        arm_verdict(p)]))
+        rows.append(row(arm_name(key), [*cells, vs, f"{p['mean']:+.2f}" if p["diffs"] else "-", arm_verdict(p)]))
     return "\n".join(rows)
 
 
@@ -320,10 +322,11 @@ def ablation_clauses(images=IMAGES, studies=STUDIES):
         p = arm_result(runs, arms[ref])
         what = f"peak {key[2]:g}" if key[0] == "none" else key[0].upper()
         others = " and ".join(f"{d:+.2f}" for d in p["diffs"])
+        verdict = "real" if p["real"] else "not shown"
         said[key] = (NO_NORM if key[0] == "none" else NO_ADDITIONS,
-                     f"{what} {report.gap(p)}, {'real' if p['real'] else 'not shown'}" if not p["failed"] else
-                     f"{what}: {arm_verdict(p)}" + (f", {others} at the other{'s' * (len(p['diffs']) > 1)}"
-                                                    if p["diffs"] else ""))
+                     f"{what} {report.gap(p)}, {verdict}" if not p["failed"] else
+                     f"{what}: {p['failed']} of {p['n']} seeds fail" +
+                     (f", the other{'s' * (len(p['diffs']) > 1)} {others}, {verdict}" if p["diffs"] else ""))
     return said
 
 

@@ -221,7 +221,7 @@ def test_the_ranking_finding_quotes_the_committed_seeds():
     gap = min(r["test_acc"] for r in runs["bn"]) - max(r["test_acc"] for n in ("gn", "ln") for r in runs[n])
     text = " ".join((ROOT / "README.md").read_text().split())
     worst, best = ("worse", "better") if count == "two" else ("worst", "best")
-    assert f"BN's {worst} of {count} seeds beats GN's and LN's {best} one by {gap:.2f} points" in text
+    assert f"BN's {worst} of {count} seeds beats the {best} of GN's and LN's by {gap:.2f} points" in text
 
 
 def test_the_headline_bn_model_counted_only_its_training_steps():

@@ -208,11 +208,15 @@ def test_ablation_table_pairs_each_arm_with_the_headline_of_its_seed(tmp_path):
         "| GN, peak lr 0.3 (the headline) | 80.00 | 80.50 | 81.00 | | | |",
         "| GN, **no additions**, peak lr 0.3 | 81.00 | 82.00 | not run | +1.00 / +1.50 / - | +1.25 | not shown; one sign; 2 seeds |",
         "| no norm (BN's notebook), peak lr 0.2 | 81.50 | 83.50 | not run | -0.50 / +0.50 / - | +0.00 | not shown; signs differ; 2 seeds |",
-        "| no norm (BN's notebook), peak lr 0.4 | diverged in epoch 2 | at chance from epoch 2 | 70.00 | - / - / -12.50 | - | fails at 2 of 3 seeds |"]
+        "| no norm (BN's notebook), peak lr 0.4 | loss NaN in epoch 2 | at chance from epoch 2 | 70.00 | - / - / -12.50 | -12.50 | "
+        "2 of 3 seeds fail; the other: not shown; one sign |"]
     assert tables.ablation_text(images, studies) == (
         "Against the headline of the same seed, in points. Without normalization (BN's notebook), by peak lr: "
-        "peak 0.2 +0.00 (-0.50 to +0.50), not shown; peak 0.4: fails at 2 of 3 seeds, -12.50 at the other. "
+        "peak 0.2 +0.00 (-0.50 to +0.50), not shown; peak 0.4: 2 of 3 seeds fail, the other -12.50, not shown. "
         "Without the additions: BN -3.33 (-4.50 to -2.50), real; GN +1.25 (+1.00 to +1.50), not shown.")
+    r["history"]["test_acc"] = [10.0, 10.0]  # at chance before the loss turned NaN: both said
+    path.write_text(json.dumps(r))
+    assert tables.failure(r) == "at chance from epoch 1, loss NaN in epoch 2"
     assert tables.plot_ablation(images, studies) and (ablation / "ablation.png").exists()
     files = [line.split("`")[1] for line in tables.studies_tables(images, studies, tmp_path)["hardware"].splitlines() if line.startswith("| ") and "`" in line]
     assert "experiments/ablation/unpinned/no_residual/results_bn.json" in files  # listed for the record
