@@ -247,7 +247,7 @@ MUTANTS = [
     ("experiments/tables.py", "an arm with a failed run quoted by its mean",
      '"failed": len(runs) - len(trained)', '"failed": 0'),
     ("experiments/tables.py", "an arm of fewer seeds reads as a full one",
-     """report.verdict(p) + ("" if p["n"] == 3 else f"; {p['n']} seed{'s' * (p['n'] > 1)}")""", "report.verdict(p)"),
+     """report.verdict(p) + ("" if p["n"] == 3 else f"; {seeds(p['n'])}")""", "report.verdict(p)"),
     ("experiments/tables.py", "a diverged run not seen as failed",
      'nan = next((e for e, loss in enumerate(r["history"]["train_loss"], 1) if not math.isfinite(loss)), None)',
      "nan = None"),
