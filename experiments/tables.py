@@ -323,6 +323,10 @@ def ablation_clauses(images=IMAGES, studies=STUDIES):
         what = f"peak {key[2]:g}" if key[0] == "none" else key[0].upper()
         others = " and ".join(f"{d:+.2f}" for d in p["diffs"])
         verdict = "real" if p["real"] else "not shown"
+        if p["n"] < 3:  # too few seeds for the rule to say much: the differences and their count
+            said[key] = (NO_NORM if key[0] == "none" else NO_ADDITIONS,
+                         f"{what} {others} ({p['n']} seed{'s' * (p['n'] > 1)}, {p['failed']} failed), {verdict}")
+            continue
         said[key] = (NO_NORM if key[0] == "none" else NO_ADDITIONS,
                      f"{what} {report.gap(p)}, {verdict}" if not p["failed"] else
                      f"{what}: {p['failed']} of {p['n']} seeds fail" +

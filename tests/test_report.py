@@ -212,8 +212,8 @@ def test_ablation_table_pairs_each_arm_with_the_headline_of_its_seed(tmp_path):
         "2 of 3 seeds fail; the other: not shown; one sign |"]
     assert tables.ablation_text(images, studies) == (
         "Against the headline of the same seed, in points. Without normalization (BN's notebook), by peak lr: "
-        "peak 0.2 +0.00 (-0.50 to +0.50), not shown; peak 0.4: 2 of 3 seeds fail, the other -12.50, not shown. "
-        "Without the additions: BN -3.33 (-4.50 to -2.50), real; GN +1.25 (+1.00 to +1.50), not shown.")
+        "peak 0.2 -0.50 and +0.50 (2 seeds, 0 failed), not shown; peak 0.4: 2 of 3 seeds fail, the other -12.50, not shown. "
+        "Without the additions: BN -3.33 (-4.50 to -2.50), real; GN +1.00 and +1.50 (2 seeds, 0 failed), not shown.")
     r["history"]["test_acc"] = [10.0, 10.0]  # at chance before the loss turned NaN: both said
     path.write_text(json.dumps(r))
     assert tables.failure(r) == "at chance from epoch 1, loss NaN in epoch 2"
