@@ -115,15 +115,17 @@ T = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # Student's t, two-sided 5%, by n
 
 
 def paired(a, b):
-    """Runs a and b of the same seeds: {"diffs": a - b per seed, "mean", "sd", "t", "real"}. Not real below
+    """Runs a and b of the same seeds: {"diffs": a - b per seed, "by_seed": {seed: diff}, "mean", "sd", "t", "real"}.
+    Not real below
     two pairs, or when a difference is 0 at every seed."""
-    by_seed = {r["seed"]: r["test_acc"] for r in b}
-    diffs = [r["test_acc"] - by_seed[r["seed"]] for r in a if r["seed"] in by_seed]
+    base = {r["seed"]: r["test_acc"] for r in b}
+    by_seed = {r["seed"]: r["test_acc"] - base[r["seed"]] for r in a if r["seed"] in base}
+    diffs = list(by_seed.values())
     n = len(diffs)
     mean = sum(diffs) / n if n else math.nan
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else math.nan
     t = mean / (sd / math.sqrt(n)) if n > 1 and sd > 0 else math.nan
-    return {"diffs": diffs, "mean": mean, "sd": sd, "t": t, "real": n in T and abs(t) > T[n]}
+    return {"diffs": diffs, "by_seed": by_seed, "mean": mean, "sd": sd, "t": t, "real": n in T and abs(t) > T[n]}
 
 
 def verdict(p):

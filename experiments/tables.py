@@ -275,14 +275,22 @@ def arm_result(runs, ref):
     return {**report.paired(trained, list(ref.values())), "failed": len(runs) - len(trained), "n": len(runs)}
 
 
+def seeds(n):
+    return f"{n} seed{'s' * (n != 1)}"
+
+
+def failed_part(p):
+    """'k of n seeds fail' and what introduces the seeds that trained: ('2 of 3 seeds fail', 'the other')."""
+    return f"{p['failed']} of {p['n']} seeds fail", f"the other{'s' * (len(p['diffs']) > 1)}"
+
+
 def arm_verdict(p):
     """The rule's verdict on an arm; failed runs cannot be paired, so they are counted and the rule speaks of the
     pairs that trained."""
-    seeds = lambda n: f"{n} seed{'s' * (n > 1)}"
     if not p["failed"]:
         return report.verdict(p) + ("" if p["n"] == 3 else f"; {seeds(p['n'])}")
-    failed = f"{p['failed']} of {p['n']} seeds fail"
-    return f"{failed}; the other{'s' * (len(p['diffs']) > 1)}: {report.verdict(p)}" if p["diffs"] else failed
+    failed, others = failed_part(p)
+    return f"{failed}; {others}: {report.verdict(p)}" if p["diffs"] else failed
 
 
 def ablation_table(images=IMAGES, studies=STUDIES):
@@ -291,19 +299,18 @@ def ablation_table(images=IMAGES, studies=STUDIES):
     arms = ablation_arms(images, studies)
     if not any(headline_of(k, arms) for k in arms):
         return "_No ablation runs yet: see the commands above._"
-    seeds = sorted({s for runs in arms.values() for s in runs})
+    seen = sorted({s for runs in arms.values() for s in runs})
     acc = lambda r: "not run" if r is None else failure(r) or f"{r['test_acc']:.2f}"
-    rows = header("model", *(f"seed {s}: test acc %" for s in seeds), "vs the headline, same seed (points)",
+    rows = header("model", *(f"seed {s}: test acc %" for s in seen), "vs the headline, same seed (points)",
                   "mean", "verdict")
     for key, runs in arms.items():
         ref = headline_of(key, arms)
-        cells = [acc(runs.get(s)) for s in seeds]
+        cells = [acc(runs.get(s)) for s in seen]
         if ref is None:
             rows.append(row(f"{arm_name(key)} (the headline)", [*cells, "", "", ""]))
             continue
         p = arm_result(runs, arms[ref])
-        vs = " / ".join("-" if s not in runs or failure(runs[s]) or s not in arms[ref] else
-                        f"{runs[s]['test_acc'] - arms[ref][s]['test_acc']:+.2f}" for s in seeds)
+        vs = " / ".join(f"{p['by_seed'][s]:+.2f}" if s in p["by_seed"] else "-" for s in seen)
         rows.append(row(arm_name(key), [*cells, vs, f"{p['mean']:+.2f}" if p["diffs"] else "-", arm_verdict(p)]))
     return "\n".join(rows)
 
@@ -323,14 +330,13 @@ def ablation_clauses(images=IMAGES, studies=STUDIES):
         what = f"peak {key[2]:g}" if key[0] == "none" else key[0].upper()
         others = " and ".join(f"{d:+.2f}" for d in p["diffs"])
         verdict = "real" if p["real"] else "not shown"
+        group = NO_NORM if key[0] == "none" else NO_ADDITIONS
         if p["n"] < 3:  # too few seeds for the rule to say much: the differences and their count
-            said[key] = (NO_NORM if key[0] == "none" else NO_ADDITIONS,
-                         f"{what} {others} ({p['n']} seed{'s' * (p['n'] > 1)}, {p['failed']} failed), {verdict}")
+            said[key] = group, f"{what} {others} ({seeds(p['n'])}, {p['failed']} failed), {verdict}"
             continue
-        said[key] = (NO_NORM if key[0] == "none" else NO_ADDITIONS,
-                     f"{what} {report.gap(p)}, {verdict}" if not p["failed"] else
-                     f"{what}: {p['failed']} of {p['n']} seeds fail" +
-                     (f", the other{'s' * (len(p['diffs']) > 1)} {others}, {verdict}" if p["diffs"] else ""))
+        failed, the_others = failed_part(p)
+        said[key] = group, (f"{what} {report.gap(p)}, {verdict}" if not p["failed"] else
+                            f"{what}: {failed}" + (f", {the_others} {others}, {verdict}" if p["diffs"] else ""))
     return said
 
 
