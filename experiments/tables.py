@@ -138,13 +138,9 @@ def small_batch_table(folder=STUDIES / "small_batch"):
     """Each norm's recipe trained with small batches (sweep.py plans 9 and 10, the second seed in <folder>/seed1;
     validation split): final val accuracy per training batch size, one value per seed, and BN's when its norms
     use batch statistics instead of their running averages."""
-    files = [f for f in (Path(folder) / "sweep.jsonl", Path(folder) / SEED1 / "sweep.jsonl") if f.exists()]
-    if not files:
+    runs = small_batch_runs(folder)
+    if not runs:
         return "_No small-batch runs yet._"
-    runs = {}  # (batch size, norm) -> its runs, in seed order
-    for r in sorted((json.loads(line) for f in files for line in f.read_text().splitlines()),
-                    key=lambda r: r["cfg"]["seed"]):
-        runs.setdefault((r["cfg"]["bs"], r["cfg"]["norm"]), []).append(r)
     cell = lambda bs, n, get: " / ".join(f"{get(r):.2f}" for r in runs.get((bs, n), [])) or "-"
     val = lambda r: r["val_acc"]
     stats = lambda size: lambda r: r["val_acc_batch_stats"][str(size)]
@@ -156,6 +152,42 @@ def small_batch_table(folder=STUDIES / "small_batch"):
         rows.append(row(str(bs), [epochs, seeds, cell(bs, "bn", val), cell(bs, "bn", stats(bs)),
                                   cell(bs, "bn", stats(128)), cell(bs, "gn", val), cell(bs, "ln", val)]))
     return "\n".join(rows)
+
+
+def small_batch_runs(folder=STUDIES / "small_batch"):
+    """{(training batch size, norm): runs, in seed order} of the small-batch sweeps (the second seed in <folder>/seed1)."""
+    files = [f for f in (Path(folder) / "sweep.jsonl", Path(folder) / SEED1 / "sweep.jsonl") if f.exists()]
+    runs = {}
+    for r in sorted((json.loads(line) for f in files for line in f.read_text().splitlines()),
+                    key=lambda r: r["cfg"]["seed"]):
+        runs.setdefault((r["cfg"]["bs"], r["cfg"]["norm"]), []).append(r)
+    return runs
+
+
+def small_batch_text(folder=STUDIES / "small_batch"):
+    """The small-batch answer: every difference the rule calls real, paired by seed, at each training batch size:
+    between the norms, and BN's running averages against the statistics of batches of its training size."""
+    runs = small_batch_runs(folder)
+    if not runs:
+        return "_No small-batch runs yet._"
+    as_runs = lambda rs, get: [{"seed": r["cfg"]["seed"], "test_acc": get(r)} for r in rs]
+    val = lambda r: r["val_acc"]
+    real, tested = {}, 0
+    for bs in sorted({bs for bs, _ in runs}):
+        pairs = [(f"{a.upper()} - {b.upper()}", as_runs(runs.get((bs, a), []), val), as_runs(runs.get((bs, b), []), val))
+                 for a, b in (("bn", "gn"), ("bn", "ln"), ("gn", "ln"))]
+        pairs.append(("BN's running averages - its batch statistics", as_runs(runs.get((bs, "bn"), []), val),
+                      as_runs(runs.get((bs, "bn"), []), lambda r: r["val_acc_batch_stats"][str(bs)])))
+        for name, a, b in pairs:
+            p = report.paired(a, b)
+            tested += bool(p["diffs"])
+            if p["real"]:
+                real.setdefault(bs, []).append(f"{name} {report.gap(p)}")
+    n = sorted({len(rs) for rs in runs.values()})
+    said = "; ".join(f"batch {bs}: {', '.join(found)}" for bs, found in real.items()) or "none"
+    count = sum(map(len, real.values()))
+    return (f"Real by the [rule](#paired-differences) ({' or '.join(map(str, n))} seeds paired, validation accuracy, "
+            f"points): {said}. The other {tested - count} of the {tested} differences are not shown.")
 
 
 def speed_table(studies=STUDIES):
@@ -458,6 +490,7 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
             "like-for-like-answer": like_for_like_text(images, studies), "blocks": blocks_table(images, studies),
             "separable-results": results_table(sep, timing=False),
             "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
+            "small-batch-answer": small_batch_text(studies / "small_batch"),
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
             "ablation": ablation_table(images, studies), "ablation-answer": ablation_text(images, studies),
             "ablation-scale": ablation_scale_table(studies), "shift": shift_table(studies),

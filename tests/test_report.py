@@ -164,6 +164,24 @@ def test_small_batch_table_has_a_row_per_batch_size_and_a_value_per_seed(tmp_pat
     assert "No small-batch runs" in tables.small_batch_table(tmp_path / "none")
 
 
+def test_small_batch_answer_names_each_difference_real_by_the_rule_and_counts_the_rest(tmp_path):
+    def run(norm, bs, val, seed, stats=None):
+        return {"val_acc": val, "cfg": {"norm": norm, "bs": bs, "epochs": 3, "seed": seed},
+                **({"val_acc_batch_stats": {str(bs): stats}} if stats is not None else {})}
+    # batch 1: BN far below GN at both seeds (real); GN - LN differs in sign (not shown);
+    # BN's running averages below its batch statistics by 30 and 31 (real)
+    write_jsonl(tmp_path, [run("bn", 1, 20.0, 0, stats=50.0), run("gn", 1, 66.0, 0), run("ln", 1, 65.0, 0)])
+    write_jsonl(tmp_path / report.SEED1, [run("bn", 1, 21.0, 1, stats=52.0), run("gn", 1, 67.5, 1),
+                                          run("ln", 1, 68.0, 1)])
+    text = tables.small_batch_text(tmp_path)
+    assert "batch 1: BN - GN -46.25 (-46.50 to -46.00)" in text
+    assert "BN - LN -46.00 (-47.00 to -45.00)" in text  # 46 +- 1: far beyond 8.98 sds
+    assert "BN's running averages - its batch statistics -30.50 (-31.00 to -30.00)" in text
+    assert "GN - LN" not in text and "The other 1 of the 4 differences are not shown." in text
+    assert "2 seeds paired" in text
+    assert "No small-batch runs" in tables.small_batch_text(tmp_path / "none")
+
+
 def test_blocks_table_sets_each_block_design_beside_the_other(tmp_path):
     images, studies = tmp_path / "images", tmp_path / "experiments"
     write_result(images, "gn", 81.5, 0)
