@@ -359,8 +359,9 @@ def provenance(folders, root=ROOT, short=False):
 
 
 def merged(lines, cols):
-    """Provenance rows alike but for the norm, or but for the seed of sibling seed<k> folders, as one row each:
-    [(models, cells)], the files written `folder/results_{bn,gn}.json` or `.../seed{0,1,2}/results_bn.json`."""
+    """Provenance rows alike but for the norm, the seed of sibling seed<k> folders, or the peak of sibling lr<x>
+    folders, as one row each: [(models, cells)], the files written `folder/results_{bn,gn}.json`,
+    `.../seed{0,1,2}/results_bn.json` or `.../lr{0.1,0.2}/seed{0,1}/results_none.json`."""
     scol = cols.index("seed")
     other = [c for c in cols if c not in ("results file", "seed")]
     folders = {}  # the norms of one folder
@@ -370,12 +371,19 @@ def merged(lines, cols):
     for (where, seed, rest), norms in folders.items():
         key = (re.sub(r"/seed\d+$", "/seed*", where), tuple(norms), rest)
         siblings.setdefault(key, []).append((where, seed))
-    out = []
+    peaks = {}  # the learning-rate folders of one study, alike in all else
+    lr = re.compile(r"/lr([\d.]+)(?=/|$)")
     for (pattern, norms, rest), found in siblings.items():
         folder = found[0][0] if len(found) == 1 else pattern.replace(
             "seed*", "seed{" + ",".join(w.rsplit("seed", 1)[1] for w, _ in found) + "}")
+        seeds = ", ".join(s for _, s in found)
+        peaks.setdefault((lr.sub("/lr*", folder), norms, rest, seeds), []).append(folder)
+    out = []
+    for (pattern, norms, rest, seeds), found in peaks.items():
+        folder = found[0] if len(found) == 1 else pattern.replace(
+            "lr*", "lr{" + ",".join(lr.search(f)[1] for f in found) + "}")
         file = f"results_{norms[0]}.json" if len(norms) == 1 else "results_{" + ",".join(norms) + "}.json"
-        cells = dict(zip(other, rest)) | {"results file": f"`{folder}/{file}`", "seed": ", ".join(s for _, s in found)}
+        cells = dict(zip(other, rest)) | {"results file": f"`{folder}/{file}`", "seed": seeds}
         names = NORM_NAMES[norms[0]] if len(norms) == 1 else ", ".join(n.upper() for n in norms)
         out.append((names, [cells[c] for c in cols]))
     return out

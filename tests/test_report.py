@@ -301,13 +301,19 @@ def test_the_hardware_table_merges_runs_alike_but_for_the_norm_or_the_seed_folde
     write_result(tmp_path / "other" / "seed1", "bn", seed=1)
     odd["device"] = "cuda"  # another machine: never merged with the cpu runs
     (tmp_path / "other" / "seed0" / "results_bn.json").write_text(json.dumps(odd))
+    for peak, seeds in (("0.1", (0, 1)), ("0.2", (0, 1)), ("0.3", (0,))):  # 0.3 lacks seed 1: a row of its own
+        for seed in seeds:
+            write_result(tmp_path / "peaks" / f"lr{peak}" / f"seed{seed}", "none", seed=seed)
     folders = [tmp_path / d / f"seed{s}" for d, seeds in (("arm", 4), ("other", 2)) for s in range(seeds)]
+    folders += sorted(tmp_path.glob("peaks/lr*/seed*"))
     assert report.provenance(folders, tmp_path).splitlines()[2:] == [
         "| models | results file | hardware | kernels | seed |", "|---|---|---|---|---|",
         "| BN, GN | `arm/seed{0,1,2}/results_{bn,gn}.json` | cpu | not recorded | 0, 1, 2 |",
         "| Batch Norm | `arm/seed3/results_bn.json` | cpu | not recorded | 3 |",
         "| Batch Norm | `other/seed0/results_bn.json` | cuda | not recorded | 0 |",
-        "| Batch Norm | `other/seed1/results_bn.json` | cpu | not recorded | 1 |"]
+                "| Batch Norm | `other/seed1/results_bn.json` | cpu | not recorded | 1 |",
+        "| No Norm | `peaks/lr{0.1,0.2}/seed{0,1}/results_none.json` | cpu | not recorded | 0, 1 |",
+        "| No Norm | `peaks/lr0.3/seed0/results_none.json` | cpu | not recorded | 0 |"]
 
 
 def test_the_readme_hardware_table_is_the_short_one(tmp_path):
