@@ -264,6 +264,15 @@ def test_the_corruption_finding_quotes_the_committed_study():
     assert "scale (ours, not CIFAR-10-C's)" in text and "one model per norm" in text
 
 
+def test_the_seeds_answer_in_the_studies_table_quotes_the_committed_runs():
+    c = report.comparisons(IMAGES, STUDIES)
+    line = next(l for l in (STUDIES / "README.md").read_text().splitlines() if l.startswith("| [Seeds]"))
+    say = lambda k: f"{c[k]['mean']:+.2f} ({'real' if c[k]['real'] else 'not shown'})"
+    n = len(c["GN - LN"]["diffs"])
+    assert (f"BN leads GN by {say('BN - GN, each with its recipe')} and LN by {say('BN - LN, each with its recipe')} "
+            f"points; GN against LN {say('GN - LN')}. {n} pinned seeds paired.") in line
+
+
 def test_the_like_for_like_answer_in_the_studies_table_quotes_the_committed_runs():
     c = report.comparisons(IMAGES, STUDIES)
     line = next(l for l in (STUDIES / "README.md").read_text().splitlines() if l.startswith("| [Like for like]"))
