@@ -78,8 +78,8 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
             f"(range) over {seeds(recipe[0])} paired")
     rule = f"By the [rule](#findings-about-normalization) these leads are {judged(recipe)}"
     if same[0] in c:
-        text += (f"; on the same network, only the norm swapped, by {gap_of(same[0])} and {gap_of(same[1])} over "
-                 f"{seeds(same[0])}")
+        text += f"; on the same network, only the norm swapped, by {gap_of(same[0])} and {gap_of(same[1])}" + (
+            f" over {seeds(same[0])}" if seeds(same[0]) != seeds(recipe[0]) else "")
         rule = (f"By the [rule](#findings-about-normalization) all four leads are real" if judged(recipe) ==
                 judged(same) == "real" else f"By the [rule](#findings-about-normalization) the recipe leads are "
                 f"{judged(recipe)}, those on the same network {judged(same)}")
@@ -339,17 +339,15 @@ def kernels(result):
 
 
 def provenance(folders, root=ROOT, short=False):
-    """Which data, hardware, kernels, torch and seed produced each results file in folders (short: hardware, with
-    the CPU's own instructions, and seed only, for a page that states the data, kernels and torch in its text)."""
+    """Which data, hardware, kernels, torch and seed produced each results file in folders (short: hardware and
+    seed only, for a page that states the data, kernels and torch in its text)."""
     cols = ("results file", "hardware", "seed") if short else (
         "results file", "data", "hardware", "kernels", "torch", "seed")
     lines = []
     for d in folders:
         where = Path(os.path.relpath(d, root)).as_posix()
         for n, r in load_results(d).items():
-            cpu = r.get("kernels", {}).get("cpu_isa")
-            device = f"{r['device']}; the CPU has {cpu}" if short and cpu else r["device"]
-            cells = {"results file": f"`{where}/results_{n}.json`", "data": r["data"], "hardware": device,
+            cells = {"results file": f"`{where}/results_{n}.json`", "data": r["data"], "hardware": r["device"],
                      "kernels": kernels(r), "torch": r["torch"], "seed": str(r["seed"])}
             lines.append((n, where, [cells[c] for c in cols]))
     common = [c for k, c in enumerate(cols) if c in ("data", "torch") and len({cells[k] for *_, cells in lines}) == 1]
