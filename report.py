@@ -80,7 +80,7 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
     if same[0] in c:
         text += f"; on the same network, only the norm swapped, by {gap_of(same[0])} and {gap_of(same[1])}" + (
             f" over {seeds(same[0])}" if seeds(same[0]) != seeds(recipe[0]) else "")
-        rule = (f"By the [rule](#findings-about-normalization) all four leads are real" if judged(recipe) ==
+        rule = ("By the [rule](#findings-about-normalization) all four leads are real" if judged(recipe) ==
                 judged(same) == "real" else f"By the [rule](#findings-about-normalization) the recipe leads are "
                 f"{judged(recipe)}, those on the same network {judged(same)}")
     return f"{text}. {rule}; GN against LN is {'real' if c['GN - LN']['real'] else 'not shown'}."

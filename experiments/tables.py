@@ -21,7 +21,7 @@ import utils  # noqa: E402
 from model import Net  # noqa: E402
 from report import (ABLATION, HEADLINE, IMAGES, SEED1, SEEDS, SEPARABLE, STUDIES,  # noqa: E402
                     header, model_config, norm_example, norm_tables, provenance,
-                    results_table, row, seed_runs, spread)
+                    row, seed_runs, spread)
 from utils import NORM_NAMES, load_results  # noqa: E402
 
 UNPINNED = "unpinned"  # inside ABLATION: the first ablation runs (1 thread, kernels not pinned), kept for the record
@@ -372,6 +372,37 @@ def ablation_clauses(images=IMAGES, studies=STUDIES):
     return said
 
 
+def ablation_summary(images=IMAGES, studies=STUDIES):
+    """The ablation in one line for the studies table: each arm of three seeds that all trained, as its mean and
+    verdict; for the arms without normalization, how many seeds failed at each peak; arms of fewer seeds counted."""
+    arms, trained, failed, short = ablation_arms(images, studies), {}, {}, 0
+    for key, runs in arms.items():
+        ref = headline_of(key, arms)
+        if ref is None:
+            continue
+        if len(runs) < 3:
+            short += 1
+            continue
+        p = arm_result(runs, arms[ref])
+        group = NO_NORM if key[0] == "none" else NO_ADDITIONS
+        if key[0] == "none":
+            failed[key[2]] = p["failed"]
+        if not p["failed"]:
+            what = f"peak {key[2]:g}" if key[0] == "none" else key[0].upper()
+            trained.setdefault(group, []).append(f"{what} {p['mean']:+.2f} ({'real' if p['real'] else 'not shown'})")
+    said = []
+    if NO_NORM in trained or failed:
+        fails = [f"seeds failing at peak{'s' * (len(failed) > 1)} {', '.join(f'{k:g}' for k in failed)}: "
+                 f"{', '.join(map(str, failed.values()))} of 3"] if any(failed.values()) else []
+        parts = ([", ".join(trained[NO_NORM])] if NO_NORM in trained else []) + fails
+        said.append(f"Without norms, against BN: {'; '.join(parts)}.")
+    if NO_ADDITIONS in trained:
+        said.append(f"Without the additions, against each norm: {', '.join(trained[NO_ADDITIONS])}.")
+    if short:
+        said.append(f"{short} arm{'s' * (short > 1)} of fewer than 3 seeds: no finding.")
+    return " ".join(["Points, paired over 3 pinned seeds.", *said]) if trained or failed else "No arm of 3 seeds yet."
+
+
 def ablation_text(images=IMAGES, studies=STUDIES):
     """The ablation's answer: per group of arms, each arm's mean (range) of paired differences and the verdict."""
     said = ablation_clauses(images, studies)
@@ -488,7 +519,6 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
     return {"seeds": seeds_table(images, studies), "pairs": report.pairs_table(images, studies),
             "like-for-like": like_for_like_table(images, studies),
             "like-for-like-answer": like_for_like_text(images, studies), "blocks": blocks_table(images, studies),
-            "separable-results": results_table(sep, timing=False),
             "tuning": tuning_table(studies / "tuning"), "small-batch": small_batch_table(studies / "small_batch"),
             "small-batch-answer": small_batch_text(studies / "small_batch"),
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),

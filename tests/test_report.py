@@ -232,6 +232,9 @@ def test_ablation_table_pairs_each_arm_with_the_headline_of_its_seed(tmp_path):
         "Against the headline of the same seed, in points. Without normalization (BN's notebook), by peak lr: "
         "peak 0.2 -0.50 and +0.50 (2 seeds, 0 failed), not shown; peak 0.4: 2 of 3 seeds fail, the other -12.50, not shown. "
         "Without the additions: BN -3.33 (-4.50 to -2.50), real; GN +1.00 and +1.50 (2 seeds, 0 failed), not shown.")
+    assert tables.ablation_summary(images, studies) == (
+        "Points, paired over 3 pinned seeds. Without norms, against BN: seeds failing at peak 0.4: 2 of 3. "
+        "Without the additions, against each norm: BN -3.33 (real). 2 arms of fewer than 3 seeds: no finding.")
     r["history"]["test_acc"] = [10.0, 10.0]  # at chance before the loss turned NaN: both said
     path.write_text(json.dumps(r))
     assert tables.failure(r) == "at chance from epoch 1, loss NaN in epoch 2"
