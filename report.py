@@ -117,8 +117,7 @@ T = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # Student's t, two-sided 5%, by n
 
 def paired(a, b):
     """Runs a and b of the same seeds: {"diffs": a - b per seed, "by_seed": {seed: diff}, "mean", "sd", "t", "real"}.
-    Not real below
-    two pairs, or when a difference is 0 at every seed."""
+    Not real below two pairs, or when the differences do not vary (no spread, no t)."""
     base = {r["seed"]: r["test_acc"] for r in b}
     by_seed = {r["seed"]: r["test_acc"] - base[r["seed"]] for r in a if r["seed"] in base}
     diffs = list(by_seed.values())

@@ -300,6 +300,18 @@ def arm_name(key):
     return f"{name}{'' if residual else ', **no additions**'}, peak lr {lr:g}"
 
 
+NO_NORM, NO_ADDITIONS = "Without normalization (BN's notebook), by peak lr", "Without the additions"
+
+
+def arm_label(key):
+    """How the answers name an arm: 'peak 0.2' without normalization, else its norm ('GN')."""
+    return f"peak {key[2]:g}" if key[0] == "none" else key[0].upper()
+
+
+def arm_group(key):
+    return NO_NORM if key[0] == "none" else NO_ADDITIONS
+
+
 def arm_result(runs, ref):
     """An ablation arm against its headline, seed by seed: report.paired() of the runs that trained, with the runs
     that failed counted apart (a failed run has no accuracy to pair)."""
@@ -347,9 +359,6 @@ def ablation_table(images=IMAGES, studies=STUDIES):
     return "\n".join(rows)
 
 
-NO_NORM, NO_ADDITIONS = "Without normalization (BN's notebook), by peak lr", "Without the additions"
-
-
 def ablation_clauses(images=IMAGES, studies=STUDIES):
     """{arm: (NO_NORM or NO_ADDITIONS, what its paired differences say)}, e.g. (NO_ADDITIONS, 'LN -0.50 (-0.60
     to -0.40), real'): the words both READMEs quote (a test holds them to the committed runs)."""
@@ -359,10 +368,9 @@ def ablation_clauses(images=IMAGES, studies=STUDIES):
         if ref is None:
             continue
         p = arm_result(runs, arms[ref])
-        what = f"peak {key[2]:g}" if key[0] == "none" else key[0].upper()
+        what, group = arm_label(key), arm_group(key)
         others = " and ".join(f"{d:+.2f}" for d in p["diffs"])
         verdict = "real" if p["real"] else "not shown"
-        group = NO_NORM if key[0] == "none" else NO_ADDITIONS
         if p["n"] < 3:  # too few seeds for the rule to say much: the differences and their count
             said[key] = group, f"{what} {others} ({seeds(p['n'])}, {p['failed']} failed), {verdict}"
             continue
@@ -384,12 +392,11 @@ def ablation_summary(images=IMAGES, studies=STUDIES):
             short += 1
             continue
         p = arm_result(runs, arms[ref])
-        group = NO_NORM if key[0] == "none" else NO_ADDITIONS
         if key[0] == "none":
             failed[key[2]] = p["failed"]
         if not p["failed"]:
-            what = f"peak {key[2]:g}" if key[0] == "none" else key[0].upper()
-            trained.setdefault(group, []).append(f"{what} {p['mean']:+.2f} ({'real' if p['real'] else 'not shown'})")
+            verdict = "real" if p["real"] else "not shown"
+            trained.setdefault(arm_group(key), []).append(f"{arm_label(key)} {p['mean']:+.2f} ({verdict})")
     said = []
     if NO_NORM in trained or failed:
         fails = [f"seeds failing at peak{'s' * (len(failed) > 1)} {', '.join(f'{k:g}' for k in failed)}: "
