@@ -78,7 +78,7 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
             f"(range) over {seeds(recipe[0])} paired")
     rule = f"By the [rule](#findings-about-normalization) these leads are {judged(recipe)}"
     if same[0] in c:
-        text += f"; on the same network, only the norm swapped, by {gap_of(same[0])} and {gap_of(same[1])}" + (
+        text += f"; on the same network, each norm at its own peak lr, by {gap_of(same[0])} and {gap_of(same[1])}" + (
             f" over {seeds(same[0])}" if seeds(same[0]) != seeds(recipe[0]) else "")
         rule = ("By the [rule](#findings-about-normalization) all four leads are real" if judged(recipe) ==
                 judged(same) == "real" else f"By the [rule](#findings-about-normalization) the recipe leads are "

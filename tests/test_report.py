@@ -370,7 +370,7 @@ def test_the_gaps_and_the_like_for_like_study_are_paired_by_seed(tmp_path):
     images, studies = three_seeds(tmp_path / "b", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                                   same=[82.2, 82.1, 82.5])
     gaps = report.gaps_text(images, studies)
-    assert ("on the same network, only the norm swapped, by 1.77 (1.50 to 2.20) and 1.73 (1.60 to 1.90). By the "
+    assert ("on the same network, each norm at its own peak lr, by 1.77 (1.50 to 2.20) and 1.73 (1.60 to 1.90). By the "
             "[rule](#findings-about-normalization) all four leads are real; GN against LN is not shown.") in gaps
     mixed = three_seeds(tmp_path / "c", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                         same=[80.2, 82.1, 80.5])  # the same network: leads from -0.5 to 1.9, not shown
