@@ -337,6 +337,14 @@ def arm_verdict(p):
     return f"{failed}; {others}: {report.verdict(p)}" if p["diffs"] else failed
 
 
+def paired_arms(arms):
+    """(arm, its runs, arm_result against its headline) for each ablation arm of arms; headline arms skipped."""
+    for key, runs in arms.items():
+        ref = headline_of(key, arms)
+        if ref is not None:
+            yield key, runs, arm_result(runs, arms[ref])
+
+
 def ablation_table(images=IMAGES, studies=STUDIES):
     """Each arm's final test accuracy per seed, its paired differences from the headline recipe of the same norm
     and seed (BN's for the runs without normalization), their mean and the rule's verdict."""
@@ -362,12 +370,8 @@ def ablation_table(images=IMAGES, studies=STUDIES):
 def ablation_clauses(images=IMAGES, studies=STUDIES):
     """{arm: (NO_NORM or NO_ADDITIONS, what its paired differences say)}, e.g. (NO_ADDITIONS, 'LN -0.50 (-0.60
     to -0.40), real'): the words both READMEs quote (a test holds them to the committed runs)."""
-    arms, said = ablation_arms(images, studies), {}
-    for key, runs in arms.items():
-        ref = headline_of(key, arms)
-        if ref is None:
-            continue
-        p = arm_result(runs, arms[ref])
+    said = {}
+    for key, runs, p in paired_arms(ablation_arms(images, studies)):
         what, group = arm_label(key), arm_group(key)
         others = " and ".join(f"{d:+.2f}" for d in p["diffs"])
         verdict = "real" if p["real"] else "not shown"
@@ -383,15 +387,11 @@ def ablation_clauses(images=IMAGES, studies=STUDIES):
 def ablation_summary(images=IMAGES, studies=STUDIES):
     """The ablation in one line for the studies table: each arm of three seeds that all trained, as its mean and
     verdict; for the arms without normalization, how many seeds failed at each peak; arms of fewer seeds counted."""
-    arms, trained, failed, short = ablation_arms(images, studies), {}, {}, 0
-    for key, runs in arms.items():
-        ref = headline_of(key, arms)
-        if ref is None:
-            continue
+    trained, failed, short = {}, {}, 0
+    for key, runs, p in paired_arms(ablation_arms(images, studies)):
         if len(runs) < 3:
             short += 1
             continue
-        p = arm_result(runs, arms[ref])
         if key[0] == "none":
             failed[key[2]] = p["failed"]
         if not p["failed"]:
