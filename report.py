@@ -356,6 +356,19 @@ def provenance(folders, root=ROOT, short=False):
                               *(row(names, [cells[k] for k in keep]) for names, cells in merged(lines, cols))])
 
 
+def sibling(folder, part):
+    """folder with its `/<part><number>` component made `/<part>*`: the key its sibling folders share."""
+    return re.sub(rf"/{part}[\d.]+(?=/|$)", f"/{part}*", folder)
+
+
+def braced(folders, part):
+    """Sibling folders (alike but for a `/<part><number>` component) written as one: `a/seed{0,1}/b`."""
+    if len(folders) == 1:
+        return folders[0]
+    number = re.compile(rf"/{part}([\d.]+)(?=/|$)")
+    return number.sub(f"/{part}{{" + ",".join(number.search(f)[1] for f in folders) + "}", folders[0], count=1)
+
+
 def merged(lines, cols):
     """Provenance rows alike but for the norm, the seed of sibling seed<k> folders, or the peak of sibling lr<x>
     folders, as one row each: [(models, cells)], the files written `folder/results_{bn,gn}.json`,
@@ -367,19 +380,15 @@ def merged(lines, cols):
         folders.setdefault((where, cells[scol], tuple(cells[cols.index(c)] for c in other)), []).append(n)
     siblings = {}  # the seed folders of one study, with the same norms
     for (where, seed, rest), norms in folders.items():
-        key = (re.sub(r"/seed\d+$", "/seed*", where), tuple(norms), rest)
-        siblings.setdefault(key, []).append((where, seed))
+        siblings.setdefault((sibling(where, "seed"), tuple(norms), rest), []).append((where, seed))
     peaks = {}  # the learning-rate folders of one study, alike in all else
-    lr = re.compile(r"/lr([\d.]+)(?=/|$)")
-    for (pattern, norms, rest), found in siblings.items():
-        folder = found[0][0] if len(found) == 1 else pattern.replace(
-            "seed*", "seed{" + ",".join(w.rsplit("seed", 1)[1] for w, _ in found) + "}")
+    for (_, norms, rest), found in siblings.items():
+        folder = braced([w for w, _ in found], "seed")
         seeds = ", ".join(s for _, s in found)
-        peaks.setdefault((lr.sub("/lr*", folder), norms, rest, seeds), []).append(folder)
+        peaks.setdefault((sibling(folder, "lr"), norms, rest, seeds), []).append(folder)
     out = []
-    for (pattern, norms, rest, seeds), found in peaks.items():
-        folder = found[0] if len(found) == 1 else pattern.replace(
-            "lr*", "lr{" + ",".join(lr.search(f)[1] for f in found) + "}")
+    for (_, norms, rest, seeds), found in peaks.items():
+        folder = braced(found, "lr")
         file = f"results_{norms[0]}.json" if len(norms) == 1 else "results_{" + ",".join(norms) + "}.json"
         cells = dict(zip(other, rest)) | {"results file": f"`{folder}/{file}`", "seed": seeds}
         names = NORM_NAMES[norms[0]] if len(norms) == 1 else ", ".join(n.upper() for n in norms)

@@ -237,9 +237,9 @@ MUTANTS = [
     ("report.py", "a merged row names one seed of its seed folders",
      'seeds = ", ".join(s for _, s in found)', 'seeds = found[0][1]'),
     ("report.py", "rows of sibling learning-rate folders not merged",
-     'peaks.setdefault((lr.sub("/lr*", folder), norms, rest, seeds), [])', 'peaks.setdefault((folder, norms, rest, seeds), [])'),
+     'peaks.setdefault((sibling(folder, "lr"), norms, rest, seeds), [])', 'peaks.setdefault((folder, norms, rest, seeds), [])'),
     ("report.py", "rows of different seeds merged across learning-rate folders",
-     'peaks.setdefault((lr.sub("/lr*", folder), norms, rest, seeds), [])', 'peaks.setdefault((lr.sub("/lr*", folder), norms, rest, ""), [])'),
+     'peaks.setdefault((sibling(folder, "lr"), norms, rest, seeds), [])', 'peaks.setdefault((sibling(folder, "lr"), norms, rest, ""), [])'),
     # the ablation's pairing (experiments/tables.py)
     ("experiments/tables.py", "the unpinned first runs counted in the findings",
      "return [d for d in found if unpinned or UNPINNED not in d.relative_to(Path(studies) / ABLATION).parts]",
