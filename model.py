@@ -9,6 +9,13 @@ NORMS = ("bn", "gn", "ln", "none")  # "none": no normalization at all (a study o
 BLOCKS = ("full", "separable")  # how a C block does its 3x3 conv
 
 
+def settings(norm="bn", groups=4, widths=(16, 24, 32), num_classes=10, norm_1x1=False, block="full", residual=True):
+    """Net's keyword arguments as one plain dict: what a model remembers (Net.config) and what checkpoints and
+    results files record. groups is None for the norms that have no groups (BN, LN, none): they ignore it."""
+    return {"norm": norm, "groups": groups if norm == "gn" else None, "widths": list(widths),
+            "num_classes": num_classes, "norm_1x1": norm_1x1, "block": block, "residual": residual}
+
+
 def make_norm(norm, channels, groups=4):
     """BatchNorm, GroupNorm(groups), LayerNorm over (C, H, W) as GroupNorm(1), or nothing (Identity)."""
     if norm == "bn":
@@ -59,6 +66,7 @@ class Net(nn.Module):
     block="separable" builds C2..C9 as depthwise + pointwise convs (see conv3).
     residual=False drops the three additions (each stage ends in gelu(branch(x))) and the zero start.
     norm="none" has no norm layers; the last conv of each residual branch then starts at zero instead.
+    self.config: the keyword arguments it was built with (settings()), so Net(**net.config) builds it again.
     """
 
     def __init__(self, norm="bn", groups=4, widths=(16, 24, 32), num_classes=10, norm_1x1=False, block="full",
@@ -71,6 +79,7 @@ class Net(nn.Module):
         if len(widths) != 3:
             raise ValueError(f"widths {widths!r}: give three channel counts, one per stage, e.g. (16, 24, 32)")
         w1, w2, w3 = widths
+        self.config = settings(norm, groups, widths, num_classes, norm_1x1, block, residual)
         self.norm, self.residual = norm, residual
         c = partial(conv3, norm=norm, groups=groups, block=block)  # a C block: c(cin, cout[, act])
         # stage 1, 32x32

@@ -1,14 +1,9 @@
-"""Data, augmentation, the train and test loops, CPU kernels, and saving and loading runs, for the S8 notebooks."""
-import contextlib
+"""The S8 notebooks' helpers, in the order a notebook uses them: setup, data, augmentation, train and test,
+evaluation, plots. Run records (kernel pin, results files, the rerun verdict) live in records.py."""
 import copy
 import dataclasses
-import json
 import math
-import os
-import platform
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,189 +59,6 @@ def set_seed(seed):
     images) seeds its own generator from the run's seed."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def hardware(device):
-    """A short human description of where the run happened: the GPU, or the CPU with the instruction set of
-    torch's kernels (pinned or this CPU's own) and the thread count, which together fix the last bits."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("model name")]
-        name = models[0] if models else name
-    threads, isa = torch.get_num_threads(), torch.backends.cpu.get_cpu_capability()
-    pinned = ", pinned" if _KERNELS and cpu_kernels()["pinned"] else ""
-    return f"CPU: {name} ({isa}{pinned}), {os.cpu_count()} cores, {threads} torch thread{'s' if threads > 1 else ''}"
-
-
-# ----------------------------------------------------------------------------- CPU kernels
-
-PIN_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-PIN_THREADS = 2  # the published CPU runs': threads split every sum differently
-PIN_FINGERPRINT = "aa19b08ea7d88f50"  # kernel_fingerprint() of the published runs' kernels (torch 2.14.1)
-_KERNELS = {}    # what cpu_kernels() measured, once per process: every library fixes its choice at first use
-
-
-def kernel_fingerprint():
-    """16 hex digits of a sha256 over what the kernels of a run compute: train-split statistics, then for a small
-    Net of each norm (channels_last, batch 8) its initial weights, one training step (forward, smoothed loss,
-    backward, SGD update) and an eval forward. Two processes with the same fingerprint train bit for bit alike.
-    Runs under a forked generator: the seeded draws stay as they were.
-
-    Left out: MKL, which only batch-1 convolutions reach (the batch-statistics test's first column) and which
-    picks its own code on non-Intel CPUs whatever MKL_ENABLE_INSTRUCTIONS says; a rerun's self-check covers it."""
-    import hashlib
-    from model import Net
-    digest = hashlib.sha256()
-    add = lambda *ts: [digest.update(t.detach().float().contiguous().numpy().tobytes()) for t in ts]
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (8, 3, 16, 16), generator=g, dtype=torch.uint8)
-    y = torch.arange(8) % 10
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pixels = x.float() / 255
-        add(pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3)))
-        x = ((pixels - 0.5) / 0.25).contiguous(memory_format=torch.channels_last)
-        for norm in ("bn", "gn", "ln"):
-            net = Net(norm, norm_1x1=norm == "bn").to(memory_format=torch.channels_last)
-            add(*net.parameters())
-            out = net(x)
-            loss = F.cross_entropy(out, y, label_smoothing=0.1)
-            loss.backward()
-            sgd(net, 0.1).step()
-            add(out, loss, *(p.grad for p in net.parameters()), *net.parameters(), net.eval()(x))
-    return digest.hexdigest()[:16]
-
-
-def parse_verbose(text, onednn_built=True, mkl_built=True):
-    """{"onednn": ..., "mkl": ...}: the instruction set each library's verbose output names ("unknown": it named
-    none, as MKL on an AMD CPU; None: torch was built without it). For the record only: the fingerprint decides."""
-    onednn = re.search(r"onednn_verbose.*,isa:(.+)", text)
-    mkl = re.search(r"MKL_VERBOSE .*?architecture .*?\(Intel\(R\) ([^)]+)\)", text)
-    said = lambda m, built: (m[1].strip() if m else "unknown") if built else None
-    return {"onednn": said(onednn, onednn_built), "mkl": said(mkl, mkl_built)}
-
-
-def _verbose_lines():
-    """What oneDNN and MKL (where built in) write from C about one conv and one matmul of constant tensors."""
-    sys.stdout.flush()
-    x = torch.ones(2, 16, 8, 8).contiguous(memory_format=torch.channels_last)
-    with tempfile.TemporaryFile() as f:
-        saved = os.dup(1)
-        os.dup2(f.fileno(), 1)  # C code writes to file descriptor 1, not to sys.stdout
-        try:
-            with contextlib.ExitStack() as verbose:  # a library torch was built without has no verbose mode
-                for lib in (b for b in (torch.backends.mkldnn, torch.backends.mkl) if b.is_available()):
-                    verbose.enter_context(lib.verbose(1))
-                F.conv2d(x, torch.ones(16, 16, 3, 3).contiguous(memory_format=torch.channels_last), padding=1)
-                torch.ones(64, 64) @ torch.ones(64, 64)
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        f.seek(0)
-        return f.read().decode(errors="replace")
-
-
-def cpu_kernels():
-    """The CPU kernels of this process: ATen's capability, what oneDNN and MKL name (parse_verbose), the
-    kernel_fingerprint, the threads, and "pinned": the pin ran, the fingerprint is the published runs' and the
-    threads and variables are still the pin's (a later torch.set_num_threads unpins). The first call runs
-    torch's first operations if nothing has, and so fixes every library's choice for the process."""
-    if not _KERNELS:
-        libs = parse_verbose(_verbose_lines(), torch.backends.mkldnn.is_available(), torch.backends.mkl.is_available())
-        _KERNELS.update(cpu_isa=cpu_isa(), aten=torch.backends.cpu.get_cpu_capability(), **libs,
-                        fingerprint=kernel_fingerprint(), pinned=False)
-    threads = torch.get_num_threads()
-    held = _KERNELS["pinned"] and threads == PIN_THREADS and all(os.environ.get(k) == v for k, v in PIN_ENV.items())
-    return {**_KERNELS, "threads": threads, "pinned": held}
-
-
-def cpu_isa(cpuinfo="/proc/cpuinfo"):
-    """The widest vector instructions this CPU has, as Linux lists its flags ("AVX-512", "AVX2", "below AVX2"), for
-    the record; None where there is no such list."""
-    if not Path(cpuinfo).exists():
-        return None
-    flags = next((line.split() for line in Path(cpuinfo).read_text().splitlines() if line.startswith("flags")), [])
-    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "below AVX2"
-
-
-def has_avx2(cpuinfo="/proc/cpuinfo"):
-    """Whether this CPU has AVX2: from Linux's list of CPU flags, elsewhere from the kernels torch picks by itself
-    in a fresh Python (which runs nothing AVX2 on a CPU without it)."""
-    if Path(cpuinfo).exists():
-        return any(line.startswith("flags") and " avx2" in line for line in Path(cpuinfo).read_text().splitlines())
-    env = {k: v for k, v in os.environ.items() if k not in PIN_ENV}
-    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                           env=env, capture_output=True, text=True)
-    return probe.stdout.strip() in ("AVX2", "AVX512")
-
-
-def _fresh_fingerprint(threads):
-    """kernel_fingerprint() in a new Python under the pin: what this CPU computes when nothing ran before the pin."""
-    code = f"import torch, utils\ntorch.set_num_threads({threads})\nprint(utils.kernel_fingerprint())"
-    probe = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent, capture_output=True,
-                           text=True, env={**os.environ, **PIN_ENV})
-    return probe.stdout.strip() or probe.stderr.strip().splitlines()[-1]
-
-
-def pin_kernels(threads=PIN_THREADS, off_switch="pin_cpu = False", cpuinfo="/proc/cpuinfo"):
-    """Run torch's CPU kernels with AVX2 instructions on `threads` threads, as the published runs did, and judge
-    the result by kernel_fingerprint(): equal to the published runs' (PIN_FINGERPRINT), the run computes their
-    bits on any x86-64 CPU with AVX2, Intel or AMD. Returns cpu_kernels().
-
-    Each library reads its variable once (ATen at its first operation, oneDNN at its first conv), so this must
-    run before torch computes anything: if something ran first, it raises rather than let a run go on half
-    pinned. Another torch release may compute other bits: then it says so and the run is recorded unpinned.
-    ARM CPUs (e.g. Apple silicon) are left as they are; an x86-64 CPU without AVX2 is refused before anything
-    runs (AVX2 code would stop it with an illegal instruction). off_switch: how the caller turns the pin off."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        print(f"pin_kernels: this {platform.machine()} CPU has no AVX2; running its own kernels, so the last digits "
-              "differ from the published runs")
-        return cpu_kernels()
-    if not has_avx2(cpuinfo):
-        raise RuntimeError("pin_kernels: this x86-64 CPU has no AVX2, so it cannot run the published runs' AVX2 "
-                           f"kernels. Set {off_switch} to run its own kernels (the last digits will differ)")
-    os.environ.update(PIN_ENV)
-    torch.set_num_threads(threads)
-    found = cpu_kernels()
-    fresh = found["fingerprint"] if found["fingerprint"] == PIN_FINGERPRINT else _fresh_fingerprint(threads)
-    if found["aten"] != "AVX2" or found["fingerprint"] != fresh:
-        raise RuntimeError(f"pin_kernels: too late, torch computed something before the pin (its kernels: ATen "
-                           f"{found['aten']}, fingerprint {found['fingerprint']}; pinned they give {fresh}). Restart "
-                           "the kernel (in Colab: Runtime > Restart session) and run all cells from the top, or set "
-                           f"{off_switch} to run this CPU's own kernels")
-    if fresh != PIN_FINGERPRINT:
-        print(f"pin_kernels: AVX2 on {threads} threads, but torch {torch.__version__} here computes other bits than "
-              f"the published runs (kernel fingerprint {fresh}, theirs {PIN_FINGERPRINT}): expect their accuracy "
-              "within a seed's reach, not their digits; recorded as not pinned")
-    _KERNELS["pinned"] = fresh == PIN_FINGERPRINT
-    return cpu_kernels()
-
-
-def choose_kernels(device, pin_cpu=True, deterministic=False, off_switch="pin_cpu = False"):
-    """Fix which kernels the run uses, before torch computes anything; returns them, for the results file.
-
-    CPU: pin_kernels() with pin_cpu, else this CPU's fastest ones (a pin inherited from a parent process through
-    its variables is dropped). GPU: cuDNN's fastest convolutions, timed at the first step (so reruns differ in
-    late digits), or with deterministic=True only deterministic algorithms: slower, bit for bit on the same GPU
-    and software, and an operation that has none raises instead of running. Either way it is set both ways, so
-    a second run in one process records what holds."""
-    if device.type != "cuda":
-        if pin_cpu:
-            return pin_kernels(off_switch=off_switch)
-        for k, v in PIN_ENV.items():
-            if os.environ.get(k) == v:
-                del os.environ[k]
-        return cpu_kernels()
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for repeatable sums
-    torch.use_deterministic_algorithms(deterministic)
-    torch.backends.cudnn.benchmark = not deterministic
-    return {"gpu": torch.cuda.get_device_name(device), "deterministic": deterministic,
-            "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}}
 
 
 # ----------------------------------------------------------------------------- data
@@ -544,10 +356,10 @@ def one_cycle(opt, lr, epochs, steps, pct_start=0.15, momentum=(0.95, 0.85)):
 
 
 def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=(0.95, 0.85),
-        label_smoothing=0.1, pad=4, pct_start=0.15, published=None):
+        label_smoothing=0.1, pad=4, pct_start=0.15, on_epoch=None):
     """SGD (Nesterov) under a OneCycle schedule of learning rate and momentum; returns the per-epoch history.
     A loss that turns NaN ends training after that epoch: the history is then shorter than `epochs`.
-    published: a published_run() to hold each epoch against; its line then says whether the epoch matches."""
+    on_epoch: a function of the history so far whose text ends each epoch's line (None: nothing)."""
     if len(data.y_train) < batch_size:
         raise ValueError(f"the train set has {len(data.y_train)} images, fewer than one batch "
                          f"(batch_size={batch_size}): lower batch_size or use a larger train_subset")
@@ -561,19 +373,14 @@ def fit(model, data, epochs, batch_size, lr, gen, weight_decay=5e-4, momentum=(0
         train_loss, train_acc = train(model, data, opt, sched, batch_size, pad, gen, epoch, label_smoothing)
         test_loss, test_acc = test(model, data)
         for k, v in zip(hist, (train_loss, train_acc, test_loss, test_acc, lr_now, time.perf_counter() - t0)):
-            hist[k].append(round(v, 6))
+            hist[k].append(v)  # in full: a rerun is compared number by number
         print(f"epoch {epoch:2d}  train loss {train_loss:.4f} acc {train_acc:.2f}%  "
               f"test loss {test_loss:.4f} acc {test_acc:.2f}%  lr {lr_now:.4f}  {hist['seconds'][-1]:.1f}s"
-              + (_epoch_verdict(hist, published, epoch) if published else ""))
+              + (on_epoch(hist) if on_epoch else ""))
         if not math.isfinite(train_loss):  # NaN weights stay NaN: the remaining epochs could only repeat this one
             print(f"training diverged in epoch {epoch} (loss {train_loss}); stopped: lower the learning rate")
             break
     return hist
-
-
-def _epoch_verdict(hist, published, epoch):
-    off = epoch_departs(hist, published, epoch)
-    return "  = published" if off is None else f"  differs from published: {off[0]} {off[1]} against {off[2]}"
 
 
 def whiten_init(model, data, n=5000, seed=0):
@@ -625,22 +432,14 @@ def batch_stats_acc(model, data, sizes=(1, 4, 16, 64, 1000), seed=0):
     acc = {}
     for bs in sizes:
         logits = batch_stats_predict(model, data.x_test, data, bs, seed)
-        acc[str(bs)] = round(accuracy(logits, data.y_test), 2)
+        acc[str(bs)] = accuracy(logits, data.y_test)
     return acc
 
 
 # ----------------------------------------------------------------------------- plots
 
-def save_fig(fig, out_dir, name):
-    """Write fig to <out_dir>/<name> (out_dir None: only return it, for the notebook to show)."""
-    if out_dir is not None:
-        _atomic_write(Path(out_dir) / name, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)  # the notebook still shows the returned figure, once
-    return fig
-
-
-def plot_curves(hist, norm, out_dir=None):
-    """Loss and accuracy per epoch, train vs test (-> <out_dir>/curves_<norm>.png; save_results writes it too)."""
+def plot_curves(hist, norm):
+    """Loss and accuracy per epoch, train vs test."""
     ep = range(1, len(hist["train_loss"]) + 1)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for split, label in (("train", "train (augmented batches)"), ("test", "test")):
@@ -653,27 +452,26 @@ def plot_curves(hist, norm, out_dir=None):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{NORM_NAMES[norm]} ({norm})")
-    return save_fig(fig, out_dir, f"curves_{norm}.png")
+    plt.close(fig)  # the notebook still shows the returned figure, once
+    return fig
 
 
-def plot_comparison(out_dir="images"):
-    """All three models on shared axes -> comparison.png; None until all three results exist."""
-    results = load_results(out_dir)
-    missing = [f"results_{n}.json" for n in ("bn", "gn", "ln") if n not in results]
-    if missing:
-        print(f"comparison.png waits for {', '.join(missing)} in {out_dir}/")
-        return None
+def plot_comparison(histories, notes=None):
+    """The models' histories ({norm: hist}) on shared axes; notes: {norm: text} added to a model's label, e.g.
+    to mark a run of other hardware or data."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     keys = (("train_loss", "train loss"), ("test_loss", "test loss"), ("test_acc", "test accuracy %"))
     for ax, (key, title) in zip(axes, keys):
-        for norm, res in results.items():
-            h = res["history"][key]
-            ax.plot(range(1, len(h) + 1), h, marker=".", label=f"{NORM_NAMES[norm]} ({h[-1]:.2f})")
+        for norm, hist in histories.items():
+            h, note = hist[key], (notes or {}).get(norm)
+            ax.plot(range(1, len(h) + 1), h, marker=".",
+                    label=f"{NORM_NAMES[norm]} ({h[-1]:.2f})" + (f" [{note}]" if note else ""))
         ax.set(title=title, xlabel="epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
-    return save_fig(fig, out_dir, "comparison.png")
+    plt.close(fig)
+    return fig
 
 
 def misclassified(model, data, n=10, seed=0):
@@ -685,8 +483,8 @@ def misclassified(model, data, n=10, seed=0):
     return wrong, pred[wrong]
 
 
-def plot_misclassified(model, data, norm, out_dir=None, n=10, seed=0):
-    """A 5x2 grid of misclassified test images, titled predicted vs true (-> <out_dir>/misclassified_<norm>.png)."""
+def plot_misclassified(model, data, norm, n=10, seed=0):
+    """A 5x2 grid of misclassified test images, titled predicted vs true."""
     idx, pred = misclassified(model, data, n, seed)
     if len(idx) < n:
         print(f"only {len(idx)} misclassified test images to show")
@@ -700,269 +498,11 @@ def plot_misclassified(model, data, norm, out_dir=None, n=10, seed=0):
             ax.set_title(f"pred: {data.classes[pred[k]]}\ntrue: {true}", fontsize=10, color="firebrick")
     fig.suptitle(f"{NORM_NAMES[norm]} ({norm}): {len(idx)} misclassified test images")
     fig.tight_layout()
-    return save_fig(fig, out_dir, f"misclassified_{norm}.png")
+    plt.close(fig)
+    return fig
 
 
 def per_class_acc(confusion, classes=CLASSES):
     """{class: test accuracy %} from a confusion matrix (rows the true class); None for a class with no test image."""
     return {name: round(100 * counts[k] / sum(counts), 2) if sum(counts) else None
             for k, (name, counts) in enumerate(zip(classes, confusion))}
-
-
-def as_trained(data, stats):
-    """data, normalizing with the mean and std a model was trained with (`stats`: its results file or checkpoint),
-    whichever copy of the images is loaded now."""
-    stat = lambda k: torch.tensor(stats[k], dtype=torch.float32, device=data.x_test.device).view(1, 3, 1, 1)
-    return dataclasses.replace(data, mean=stat("mean"), std=stat("std"))
-
-
-
-# ----------------------------------------------------------------------------- results
-
-def _atomic_write(path, write):
-    """write(tmp_path) then rename: an interrupted run never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private (0600); the result should not be
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())  # the bytes reach the disk before the name does: after a power loss, old or new
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def _fsync_dir(folder):
-    """Make a rename in folder durable (POSIX; Windows cannot open a folder and needs nothing)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fingerprint(data):
-    """sha256 of the test images and labels: the same copy of CIFAR-10's test split gives the same hex digest."""
-    return _sha256(data.x_test.cpu().contiguous().numpy().tobytes() + data.y_test.cpu().numpy().astype("int64").tobytes())
-
-
-def net_config(result):
-    """How a results file's model was built: Net's keyword arguments, norm included (missing ones: Net's defaults)."""
-    import inspect
-    from model import Net
-    config, defaults = result.get("config", {}), inspect.signature(Net).parameters
-    keys = ("groups", "widths", "block", "norm_1x1", "residual")
-    return {"norm": result["norm"], **{k: list(config.get(k, defaults[k].default)) if k == "widths"
-                                       else config.get(k, defaults[k].default) for k in keys}}
-
-
-def built_as(model):
-    """How a Net was built, read off its layers: Net's keyword arguments, norm included (GN's groups from its
-    layers; BN and LN ignore groups and record Net's default)."""
-    import inspect
-    from model import Net
-    convs = lambda m: [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
-    gn = model.C1[1] if model.norm == "gn" else None
-    return {"norm": model.norm,
-            "groups": gn.num_groups if gn is not None else inspect.signature(Net).parameters["groups"].default,
-            "widths": [convs(model.C1)[-1].out_channels, convs(model.c3)[-1].out_channels,
-                       convs(model.c6)[-1].out_channels],
-            "block": "separable" if len(convs(model.C3)) > 1 else "full",
-            "norm_1x1": isinstance(model.c3, torch.nn.Sequential),
-            "residual": model.residual}
-
-
-def json_text(obj, indent=1):
-    """Strict JSON (any reader parses it): a NaN or infinity, as a diverged run's loss, is written null."""
-    clean = lambda v: (None if isinstance(v, float) and not math.isfinite(v) else
-                       {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else
-                       [clean(x) for x in v] if isinstance(v, (list, tuple)) else v)
-    return json.dumps(clean(obj), indent=indent, allow_nan=False) + "\n"
-
-
-def save_results(out_dir, model, hist, seed, device, data, extra=None, figures=None):
-    """Write a run to out_dir: model_<norm>.pt, the figures ({name: figure} -> <name>_<norm>.png), then last
-    results_<norm>.json: final-epoch accuracies, full history, provenance, the kernels as they are now, and the
-    train statistics the model's inputs are normalized with.
-
-    The .pt holds the weights, how the Net was built (read off the model) and those statistics; the results file
-    holds the .pt's sha256. An older results file is removed first: a run interrupted while saving leaves no
-    results file, never an old one beside new weights or figures. A config in extra that contradicts the model
-    is refused before anything is written."""
-    from model import count_params
-    net, config = built_as(model), (extra or {}).get("config", {})
-    wrong = {k: (v, net[k]) for k, v in config.items() if k in net and json.loads(json.dumps(v)) != net[k]}
-    if wrong:
-        raise ValueError("save_results: the config does not describe the model: " + ", ".join(
-            f"{k}={v!r} but the model has {m!r}" for k, (v, m) in wrong.items()) + ". Pass the model's own settings")
-    res = {
-        "norm": model.norm,
-        "params": count_params(model),
-        "epochs": len(hist["test_acc"]),
-        "train_acc": hist["train_acc"][-1],
-        "test_acc": hist["test_acc"][-1],
-        "minutes": round(sum(hist["seconds"]) / 60, 2),
-        "history": hist,
-        "seed": seed,
-        "device": hardware(torch.device(device)),
-        "data": data.source,
-        "test_data_sha256": fingerprint(data),
-        "mean": data.mean.flatten().tolist(),  # the model's inputs: (pixels / 255 - mean) / std, per channel
-        "std": data.std.flatten().tolist(),
-        "torch": torch.__version__,
-        **(extra or {}),
-        "config": {**config, **{k: v for k, v in net.items() if k != "norm"}},  # the caller's, and how the net is built
-    }
-    if torch.device(device).type != "cuda":
-        res["kernels"] = cpu_kernels()  # as they are now: a torch.set_num_threads since the start shows here
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # plain tensors, any device
-    ckpt = {"net": net, "mean": res["mean"], "std": res["std"], "state_dict": state}
-    results = Path(out_dir) / f"results_{model.norm}.json"
-    results.unlink(missing_ok=True)
-    pt = _atomic_write(Path(out_dir) / f"model_{model.norm}.pt", lambda p: torch.save(ckpt, p))
-    for name, fig in (figures or {}).items():
-        save_fig(fig, out_dir, f"{name}_{model.norm}.png")
-    res["weights_sha256"] = _sha256(pt.read_bytes())
-    _atomic_write(results, lambda p: Path(p).write_text(json_text(res)))
-    return res
-
-
-def _sha256(raw):
-    import hashlib
-    return hashlib.sha256(raw).hexdigest()
-
-
-def results_beside(path):
-    """The results_<norm>.json written beside a saved model_<norm>.pt."""
-    path = Path(path)
-    return path.with_name(path.stem.replace("model_", "results_", 1) + ".json")
-
-
-def load_checkpoint(path):
-    """A saved model_<norm>.pt as {"net", "mean", "std", "state_dict"}, checked against the results_<norm>.json
-    beside it, which must be its own run's: one from another run is an error, not a silent mismatch."""
-    path, results = Path(path), results_beside(path)
-    digest = _sha256(path.read_bytes())
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    res = json.loads(results.read_text()) if results.exists() else None
-    if "state_dict" not in ckpt:  # a bare state_dict, as saved before: its results file says how it was built
-        if res is None:
-            raise FileNotFoundError(f"{results} not found: {path.name} holds only weights and needs the results file "
-                                    "written beside it, whose config says how the network was built")
-        ckpt = {"net": net_config(res), "mean": res["mean"], "std": res["std"], "state_dict": ckpt}
-    if res is not None and net_config(res) != ckpt["net"]:
-        raise ValueError(f"{path.name} and {results.name} in {path.parent} come from different runs: the weights "
-                         f"say {ckpt['net']}, the results file {net_config(res)}. Rerun the notebook, or keep the two "
-                         "files of one run together")
-    if res is not None and res.get("weights_sha256", digest) != digest:
-        raise ValueError(f"{path.name} in {path.parent} is not the file its results file describes (sha256 "
-                         f"{digest[:12]}..., recorded {res['weights_sha256'][:12]}...): a run interrupted while saving, "
-                         "or weights copied from another run. Rerun the notebook, or keep the two files of one run "
-                         "together")
-    return ckpt
-
-
-def load_model(path, device="cpu"):
-    """A saved model_<norm>.pt as the Net it was built as, weights loaded, in eval mode (see load_checkpoint).
-    Its inputs must be normalized with the statistics it was trained with: as_trained(data, load_checkpoint(path))."""
-    from model import Net
-    ckpt = load_checkpoint(path)
-    model = Net(**ckpt["net"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval()
-
-
-def load_results(out_dir="images"):
-    """{norm: results} for every results_<norm>.json present, in bn, gn, ln order; a history's null reads as NaN."""
-    found = {n: Path(out_dir) / f"results_{n}.json" for n in NORM_NAMES}
-    results = {n: json.loads(p.read_text()) for n, p in found.items() if p.exists()}
-    for r in (r for r in results.values() if "history" in r):
-        r["history"] = {k: [math.nan if v is None else v for v in vs] for k, vs in r["history"].items()}
-    return results
-
-
-# ----------------------------------------------------------------------------- did a rerun reproduce the published run?
-
-PUBLISHED = ("images", "experiments/seed1", "experiments/seed2")  # the published runs' folders in the repository
-SAME_RUN = ("config", "epochs", "test_data_sha256", "mean", "std")   # what must be equal, beside norm and seed
-
-
-def published_run(norm, seed, config, epochs, data, kernels, root=None):
-    """The published run this run repeats, as {"path", "results", "state_dict" (None if its weights are not
-    published)}, read now (before this run's files may replace it); or None, after saying in one line why
-    there is nothing to compare with. Same run: same norm, seed, config, epochs and data (test images' sha256,
-    train mean and std), and pinned kernels on both sides."""
-    root = Path(root or Path(__file__).resolve().parent)
-    paths = [root / d / f"results_{norm}.json" for d in PUBLISHED]
-    runs = [(p, json.loads(p.read_text())) for p in paths if p.exists()]
-    runs = [(p, r) for p, r in runs if r["seed"] == seed]
-    mine = {"config": config, "epochs": epochs, "test_data_sha256": fingerprint(data),
-            "mean": data.mean.flatten().tolist(), "std": data.std.flatten().tolist()}
-    why = f"no published {NORM_NAMES[norm]} run has seed {seed}"
-    if runs:
-        path, res = runs[0]
-        where = path.relative_to(root).as_posix()
-        plain = lambda v: json.loads(json.dumps(v))  # as a results file holds it: lists, not tuples
-        differs = [k for k in SAME_RUN if res.get(k) != plain(mine[k])]
-        if differs == ["config"]:
-            differs = [f"{k} {v!r} (published: {res['config'].get(k)!r})" for k, v in config.items()
-                       if res["config"].get(k) != plain(v)]
-        if differs:
-            why = f"this run differs from {where} in " + ", ".join(differs)
-        elif not kernels.get("pinned"):
-            why = "this run's kernels are not pinned"
-        elif not res.get("kernels", {}).get("pinned"):
-            why = f"{where} does not record pinned kernels"
-        else:
-            pt = path.with_name(f"model_{norm}.pt")
-            state = load_checkpoint(pt)["state_dict"] if pt.exists() else None
-            print(f"a published run has these settings: {where}; each epoch is compared with it")
-            return {"path": where, "results": res, "state_dict": state}
-    print(f"nothing to compare with: {why}")
-    return None
-
-
-def epoch_departs(hist, published, epoch):
-    """None when epoch (1-based) of hist equals the published history's in every number but the seconds, else
-    (key, this run's value, the published value) of the first that differs."""
-    ref = published["results"]["history"]
-    for k in (k for k in hist if k != "seconds"):
-        mine, theirs = hist[k][epoch - 1], ref[k][epoch - 1] if epoch <= len(ref[k]) else None
-        if mine != theirs:
-            return k, mine, theirs
-    return None
-
-
-def reproduction(hist, model, published):
-    """The verdict on a finished run against published_run(): {"published", "identical", "epoch" (the first that
-    departs, or None), "line"}. Weights are compared tensor by tensor where they are published."""
-    epochs, theirs = len(hist["test_acc"]), len(published["results"]["history"]["test_acc"])
-    common = min(epochs, theirs)
-    first = next(((e, off) for e in range(1, common + 1) if (off := epoch_departs(hist, published, e))), None)
-    departs = first[0] if first else None if epochs == theirs else common + 1
-    weights = published["state_dict"]
-    mine = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if first:
-        k, a, b = first[1]
-        line = f"departs from the published run at epoch {departs}: {k} {a} against {b} (difference {a - b:+.6g})"
-    elif departs:
-        line = f"departs from the published run at epoch {departs}: it ran {theirs} epochs, this run {epochs}"
-    elif weights is not None and (mine.keys() != weights.keys() or not all(torch.equal(mine[k], weights[k]) for k in mine)):
-        worst = max((mine[k].double() - weights[k].double()).abs().max().item() for k in mine if k in weights)
-        line = f"departs from the published run in the weights after epoch {epochs}: largest difference {worst:.3g}"
-        departs = epochs
-    else:
-        line = (f"identical to the published run: all {epochs} epochs and the weights, bit for bit" if weights is not None
-                else f"identical to the published run: all {epochs} epochs, bit for bit (its weights are not published)")
-    return {"published": published["path"], "identical": departs is None, "epoch": departs, "line": line}
