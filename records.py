@@ -5,7 +5,6 @@
 - the rerun verdict: is this run the committed (published) run of the same settings, bit for bit?
 """
 import contextlib
-import copy
 import dataclasses
 import hashlib
 import io
@@ -179,12 +178,12 @@ def pin_kernels(threads=PIN_THREADS, off_switch="pin_cpu = False", cpuinfo="/pro
         raise RuntimeError(f"pin_kernels: too late, torch computed something before the pin (its kernels: ATen "
                            f"{found['aten']}, fingerprint {found['fingerprint']}; pinned they give {fresh}). Restart "
                            "the kernel (in Colab: Runtime > Restart session) and run all cells from the top, or set "
-                           f"{off_switch} to run this CPU's own kernels")
+                           f"{off_switch} to run this CPU's own kernels (also if this CPU lacks AVX2)")
     if fresh != PIN_FINGERPRINT:
         causes = [f"torch {torch.__version__} computes other bits than the published runs' torch 2.14.1",
                   "model.py's Net or utils.sgd was changed (the fingerprint trains both)"]
         if threads != PIN_THREADS:
-            causes.insert(0, f"{threads} threads split the sums otherwise than the published runs' {PIN_THREADS}")
+            causes.insert(0, f"this run's {threads} thread(s) split the sums otherwise than the published runs' {PIN_THREADS}")
         print(f"pin_kernels: AVX2 on {threads} thread{'s' if threads > 1 else ''}, but the kernel fingerprint is "
               f"{fresh}, not the published runs' {PIN_FINGERPRINT}: either " + ", or ".join(causes) +
               ". Expect their accuracy within a seed's reach, not their digits; recorded as not pinned")
@@ -341,6 +340,10 @@ def read_checkpoint(raw, name):
     """A checkpoint's bytes as a dict of tensors and plain values; one that holds pickled Python objects (which
     could run code when loaded) is refused."""
     import pickle
+    import zipfile
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
+        raise ValueError(f"{name} cannot be read: it is not a complete torch checkpoint (a zip archive); truncated, "
+                         "or another kind of file")
     try:
         ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

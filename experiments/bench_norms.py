@@ -6,7 +6,7 @@ The seconds per epoch of the real runs drift with this shared machine's load: bi
 40 s an epoch on different days. Here every round times each model once, in a rotating order, so all of them
 share each round's drift; the README compares them by the median of the per-round ratios.
 
-It runs unpinned (utils.pin_kernels is not called): it times the CPU's own fastest kernels, as a user running
+It runs unpinned (records.pin_kernels is not called): it times the CPU's own fastest kernels, as a user running
 with pin_cpu = False would get them.
 """
 import argparse

@@ -2,7 +2,7 @@
 
 Run: python experiments/bench_pipeline.py [--steps 30] [--variants]
 Prints a table; the last line is one JSON object with data_speedup and train_speedup.
-It runs unpinned (utils.pin_kernels is not called): it times the CPU's own fastest kernels.
+It runs unpinned (records.pin_kernels is not called): it times the CPU's own fastest kernels.
 """
 import argparse
 import json
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import records  # noqa: E402
 import utils  # noqa: E402
 from model import Net  # noqa: E402
 
@@ -67,14 +68,14 @@ def as_data(x, y):
 
 def machine():
     """This machine in the results files' wording."""
-    return f"{utils.hardware(torch.device('cpu'))}, torch {torch.__version__}"
+    return f"{records.hardware(torch.device('cpu'))}, torch {torch.__version__}"
 
 
 def publish(summary, out=None):
     """Print the summary as one JSON line; with out, also write it there (atomically)."""
     if out:
         text = json.dumps(summary, indent=1) + "\n"
-        utils._atomic_write(out, lambda p: Path(p).write_text(text))
+        records.atomic_write(out, lambda p: Path(p).write_text(text))
     print(json.dumps(summary))
 
 

@@ -13,7 +13,7 @@ of the images is loaded now.
 normalization under one corruption:
     --models experiments/ablation/no_norm/lr0.2/seed0/model_none.pt --corruptions scale --out experiments/ablation/scale
 
-On a CPU the kernels are pinned (utils.pin_kernels: AVX2, 2 threads), so any x86-64 CPU with AVX2 gives the same
+On a CPU the kernels are pinned (records.pin_kernels: AVX2, 2 threads), so any x86-64 CPU with AVX2 gives the same
 numbers; --no-pin runs this CPU's own kernels instead, and results.json records which ("kernels").
 
 How close the corruptions are to CIFAR-10-C (Hendrycks & Dietterich, 2019, github.com/hendrycks/robustness,
@@ -52,6 +52,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import records  # noqa: E402
 import utils  # noqa: E402
 
 # Severities 1-5 of each corruption: CIFAR-10-C's, but for "scale" (see the docstring).
@@ -200,7 +201,7 @@ def predict(model, stats, x, data, batch_stats=False, seed=0):
     """Logits for uint8 images x, standardized with the mean and std the model was trained with (stats: its results
     file or checkpoint), not the loaded data's own; with batch_stats, BN uses the statistics of each test batch
     (seeded random batches of BN_BATCH) instead of its running averages."""
-    as_trained = utils.as_trained(data, stats)
+    as_trained = records.as_trained(data, stats)
     if batch_stats:
         return utils.batch_stats_predict(model, x, as_trained, BN_BATCH, seed)
     return utils.predict(model, x, as_trained)
@@ -244,13 +245,13 @@ def plot(result, out_dir):
     axes.flat[0].legend()
     fig.suptitle(result.get("title", "The committed models on corrupted test images"))
     fig.tight_layout()
-    return utils.save_fig(fig, out_dir, "shift.png")
+    return records.save_fig(fig, out_dir, "shift.png")
 
 
 def trained_stats(path):
     """{"mean", "std"} a saved model's inputs were standardized with in training: its results file's (written
     beside it), else its checkpoint's."""
-    path, results = Path(path), utils.results_beside(path)
+    path, results = Path(path), records.results_beside(path)
     found = (json.loads(results.read_text()) if results.exists()
              else torch.load(path, map_location="cpu", weights_only=True))
     if not all(k in found for k in ("mean", "std")):
@@ -273,31 +274,31 @@ def load_models(paths=None, images=ROOT / "images"):
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)} not found")
-    return {n: (utils.load_model(p, DEVICE), trained_stats(p)) for n, p in zip(names, paths)}
+    return {n: (records.load_model(p, DEVICE), trained_stats(p)) for n, p in zip(names, paths)}
 
 
 def main(data_root, out_dir, seed=0, images=ROOT / "images", paths=None, corruptions=tuple(CORRUPT), pin=True):
     """Evaluate, write <out_dir>/results.json and shift.png, return the results. pin: on a CPU, pin torch's kernels
-    (utils.pin_kernels, before torch computes anything: it raises in a process that already did, so a test passes
+    (records.pin_kernels, before torch computes anything: it raises in a process that already did, so a test passes
     pin=False); else this CPU's own kernels. results.json records which."""
     unknown = [c for c in corruptions if c not in CORRUPT]
     if unknown:
         raise ValueError(f"unknown corruption {unknown[0]!r}: choose from {', '.join(CORRUPT)}")
     t0 = time.perf_counter()
-    kernels = utils.choose_kernels(DEVICE, pin_cpu=pin, off_switch="--no-pin")
+    kernels = records.choose_kernels(DEVICE, pin_cpu=pin, off_switch="--no-pin")
     models = load_models(paths, images)  # before the data: a wrong path fails at once
     data = utils.load_cifar10(data_root, "cpu")
-    res = {"data": data.source, "device": utils.hardware(DEVICE), "kernels": kernels, "torch": torch.__version__,
+    res = {"data": data.source, "device": records.hardware(DEVICE), "kernels": kernels, "torch": torch.__version__,
            "seed": seed, "bn_batch_size": BN_BATCH, "to_uint8": {c: TO_UINT8[c] for c in corruptions},
            "severities": {c: SEVERITIES[c] for c in corruptions},
            "accuracy": accuracies(models, data, seed, corruptions)}
     if paths:  # what each model is: its norm, seed and recipe
         res["title"] = "Saved models on corrupted test images"
-        info = [json.loads(utils.results_beside(p).read_text()) for p in paths]
+        info = [json.loads(records.results_beside(p).read_text()) for p in paths]
         res["models"] = {m: {k: r[k] for k in ("norm", "seed", "config")} for m, r in zip(models, info)}
     res["minutes"] = round((time.perf_counter() - t0) / 60, 2)
-    text = utils.json_text(res)
-    utils._atomic_write(Path(out_dir) / "results.json", lambda p: Path(p).write_text(text))
+    text = records.json_text(res)
+    records.atomic_write(Path(out_dir) / "results.json", lambda p: Path(p).write_text(text))
     plot(res, out_dir)
     print(f"{out_dir}/results.json and shift.png written in {res['minutes']} min")
     return res

@@ -10,7 +10,7 @@ Each sweep decodes the data once into its own temporary folder (removed at the e
 workers' result files, so sweeps started side by side never touch each other's files. If a worker fails, the
 sweep stops with an error naming it and writes no sweep.jsonl.
 
-Workers run unpinned (utils.pin_kernels is not called), one torch thread each on a CPU: their validation numbers
+Workers run unpinned (records.pin_kernels is not called), one torch thread each on a CPU: their validation numbers
 compare with each other, not bit for bit with the notebooks' pinned runs or across CPUs.
 
 Plan 9 is not tuning: it trains each norm's recipe with batches of 1 to 128 (the small-batch table in experiments/README.md).
@@ -33,6 +33,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import records  # noqa: E402
 import utils  # noqa: E402
 from model import Net, count_params, whiten_  # noqa: E402
 
@@ -233,7 +234,7 @@ def worker(args):
     for cfg in plan:
         if time.time() > args.deadline:
             break
-        line = utils.json_text(run(cfg, tensors, args.device), indent=None).strip()  # strict: a NaN is null
+        line = records.json_text(run(cfg, tensors, args.device), indent=None).strip()  # strict: a NaN is null
         print(line, file=sys.stderr, flush=True)  # in the log even if the whole sweep is cut off
         with out.open("a") as f:
             f.write(line + "\n")
@@ -259,8 +260,8 @@ def finish(out, work, codes):
                          f"written (the workers' errors are above)")
     files = [Path(work) / f"sweep_{k}.jsonl" for k in range(len(codes))]  # none if the budget ran out first
     rows = [json.loads(line) for f in files if f.exists() for line in f.read_text().splitlines() if line.strip()]
-    text = "".join(utils.json_text(r, indent=None) for r in rows)
-    utils._atomic_write(Path(out, "sweep.jsonl"), lambda p: Path(p).write_text(text))
+    text = "".join(records.json_text(r, indent=None) for r in rows)
+    records.atomic_write(Path(out, "sweep.jsonl"), lambda p: Path(p).write_text(text))
     return rows
 
 

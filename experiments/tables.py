@@ -4,7 +4,6 @@
 
 The headline README's tables, and the helpers both pages share (rows, spreads, provenance), are in report.py.
 """
-import inspect
 import json
 import math
 import os
@@ -17,16 +16,17 @@ import matplotlib.pyplot as plt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import report  # noqa: E402
-import utils  # noqa: E402
-from model import Net  # noqa: E402
+import records  # noqa: E402
+from model import settings  # noqa: E402
 from report import (ABLATION, HEADLINE, IMAGES, SEED1, SEEDS, SEPARABLE, STUDIES,  # noqa: E402
                     header, model_config, norm_example, norm_tables, provenance,
                     row, seed_runs, spread)
-from utils import NORM_NAMES, load_results  # noqa: E402
+from records import load_results  # noqa: E402
+from utils import NORM_NAMES  # noqa: E402
 
 UNPINNED = "unpinned"  # inside ABLATION: the first ablation runs (1 thread, kernels not pinned), kept for the record
 SCALE = f"{ABLATION}/{UNPINNED}/scale"  # inside STUDIES: the models without normalization under the scale corruption
-DEFAULT_WIDTHS = inspect.signature(Net).parameters["widths"].default  # for results files that predate `widths`
+DEFAULT_WIDTHS = settings()["widths"]  # for results files that predate `widths`
 
 
 def time_ratio(ips, ref, name):
@@ -481,7 +481,7 @@ def plot_ablation(images=IMAGES, studies=STUDIES, seed=0):
         a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # below: curves fill the axes
     axes[0][0].set_ylabel("test accuracy %")
     fig.tight_layout()
-    return utils.save_fig(fig, Path(studies) / ABLATION, "ablation.png")
+    return records.save_fig(fig, Path(studies) / ABLATION, "ablation.png")
 
 
 def shift_table(studies=STUDIES):
@@ -540,7 +540,7 @@ def main(images=IMAGES, studies=STUDIES, root=ROOT):
     plot_ablation(images, studies)
     path = Path(studies) / "README.md"
     text = report.render(path, studies_tables(images, studies, root))
-    utils._atomic_write(path, lambda p: Path(p).write_text(text))
+    records.atomic_write(path, lambda p: Path(p).write_text(text))
     print(f"{Path(os.path.relpath(path, root)).as_posix()}: tables regenerated")
 
 

@@ -1,5 +1,5 @@
 """The channel-width runs (tuning/bn_w*_8ep.log): python experiments/widths.py name norm w1 w2 w3 epochs lr bs pad [threads=1 seed=0 wd= ls= pct=]
-Unpinned (utils.pin_kernels is not called): the CPU's own kernels, on `threads` threads."""
+Unpinned (records.pin_kernels is not called): the CPU's own kernels, on `threads` threads."""
 import sys, time
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]

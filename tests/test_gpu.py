@@ -129,11 +129,12 @@ DETERMINISTIC_RUN = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
     import torch
+    import records
     import utils
     from model import Net
 
     folder, out, device = sys.argv[2], sys.argv[3], torch.device(sys.argv[4])
-    kernels = utils.choose_kernels(device, pin_cpu=False, deterministic=True)  # before torch computes anything
+    kernels = records.choose_kernels(device, pin_cpu=False, deterministic=True)  # before torch computes anything
     if device.type == "cuda":
         assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark, kernels
     data = utils.load_cifar10(folder, device)

@@ -11,7 +11,7 @@ import pytest
 
 import report
 import tables
-import utils
+import records
 from conftest import ROOT
 from model import Net, count_params
 
@@ -24,7 +24,7 @@ FOLDERS = [(IMAGES, ROOT)] + [(d, d) for d in (*SEED_FOLDERS, SEPARABLE, SEPARAB
 RUNS = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n, nb / NOTEBOOKS[n]) for d, nb in FOLDERS for n in NOTEBOOKS}
 # the ablation runs: one notebook per results file, beside it (S8_none.ipynb for the runs without normalization)
 ABLATION = {f"{d.relative_to(ROOT).as_posix()}/{n}": (d, n) for d in tables.ablation_folders(unpinned=True)
-            for n in utils.load_results(d)}
+            for n in records.load_results(d)}
 RUNS |= {run: (d, n, d / NOTEBOOKS.get(n, f"S8_{n}.ipynb")) for run, (d, n) in ABLATION.items()}
 sys.path.insert(0, str(STUDIES))  # sweep.py, whose plans made the small-batch runs
 
@@ -44,7 +44,7 @@ def committed(pattern):
 @pytest.mark.parametrize("run", RUNS)
 def test_executed_notebook_matches_its_results(run):
     out_dir, norm, notebook = RUNS[run]
-    r = utils.load_results(out_dir)[norm]
+    r = records.load_results(out_dir)[norm]
     text = outputs_text(nbformat.read(notebook, as_version=4))
     assert f"FINAL {norm}: train_acc={r['train_acc']:.2f}% test_acc={r['test_acc']:.2f}%" in text
     assert text.count(" train loss ") == r["epochs"] and "50,000 train / 10,000 test" in text
@@ -66,7 +66,7 @@ def test_committed_notebooks_read_well_on_github(run):
 
 @pytest.mark.parametrize("norm", NOTEBOOKS)
 def test_headline_confusion_matrix_gives_the_reported_test_accuracy(norm):
-    r = utils.load_results(IMAGES)[norm]
+    r = records.load_results(IMAGES)[norm]
     cm = r["confusion"]  # rows: true class, columns: predicted, in CLASSES order
     assert len(cm) == 10 and all(len(line) == 10 for line in cm)
     assert [sum(line) for line in cm] == [1000] * 10  # the whole test split, 1,000 images per class
@@ -143,7 +143,7 @@ def test_small_batch_runs_are_the_runs_of_their_sweep_plan(plan, folder):
 
 @pytest.mark.parametrize("folder", [d for d, _ in FOLDERS], ids=lambda d: d.relative_to(ROOT).as_posix())
 def test_results_files_are_complete(folder):
-    results = utils.load_results(folder)
+    results = records.load_results(folder)
     assert set(results) == set(NOTEBOOKS)
     for norm, r in results.items():
         for key in ("norm", "params", "epochs", "train_acc", "test_acc", "history", "seed", "device", "data", "torch"):
@@ -159,12 +159,12 @@ def test_each_ablation_run_changed_only_what_its_folder_says(run):
     is. unpinned/ keeps the first runs (1 thread, kernels not pinned; seed 0 in the folder itself, seed 1 in
     seed1/), and no_norm_no_residual/lr<lr>/ there drops both."""
     folder, norm = ABLATION[run]
-    r, parts = utils.load_results(folder)[norm], folder.relative_to(STUDIES / report.ABLATION).parts
+    r, parts = records.load_results(folder)[norm], folder.relative_to(STUDIES / report.ABLATION).parts
     first = parts[0] == tables.UNPINNED
     parts = parts[1:] if first else parts
     seed = int(parts[-1].removeprefix("seed")) if parts[-1].startswith("seed") else 0
     assert first or parts[-1] == f"seed{seed}", run
-    headline = utils.load_results(IMAGES)["bn" if norm == "none" else norm]
+    headline = records.load_results(IMAGES)["bn" if norm == "none" else norm]
     assert parts[0] in ("no_residual", "no_norm") + (("no_norm_no_residual",) if first else ()), run
     changed = {"residual": False} if parts[0].endswith("no_residual") else {}
     if parts[0].startswith("no_norm"):
@@ -192,13 +192,13 @@ def pinned(result):
     computing the published kernel fingerprint. A file from before runs recorded their kernels is not pinned."""
     k = result.get("kernels", {})
     return (k.get("pinned") is True and k["aten"] == "AVX2" and k["threads"] == 2
-            and k.get("fingerprint", utils.PIN_FINGERPRINT) == utils.PIN_FINGERPRINT)
+            and k.get("fingerprint", records.PIN_FINGERPRINT) == records.PIN_FINGERPRINT)
 
 
 @pytest.mark.parametrize("norm", NOTEBOOKS)
 def test_the_headline_and_its_seeds_are_runs_of_one_kind(norm):
     """Seeds 0, 1, ... of a notebook: its recipe, its seed, AVX2 kernels on 2 threads, the same torch and data."""
-    runs = [utils.load_results(d)[norm] for d in (IMAGES, *SEED_FOLDERS)]
+    runs = [records.load_results(d)[norm] for d in (IMAGES, *SEED_FOLDERS)]
     assert len(runs) >= 2 and [r["seed"] for r in runs] == list(range(len(runs)))
     assert all(r["config"] == runs[0]["config"] for r in runs)
     assert all(pinned(r) for r in runs), [r["device"] for r in runs]
@@ -207,7 +207,7 @@ def test_the_headline_and_its_seeds_are_runs_of_one_kind(norm):
 
 def test_the_like_for_like_runs_are_bn_on_gn_and_lns_network_on_the_headlines_footing():
     runs = report.like_for_like_runs(STUDIES)
-    gn = utils.load_results(IMAGES)["gn"]
+    gn = records.load_results(IMAGES)["gn"]
     for r in runs:
         assert pinned(r) and r["norm"] == "bn"
         assert report.model_config(r) == report.model_config(gn)  # GN's network, BN's norm
@@ -227,8 +227,8 @@ def test_the_ranking_finding_quotes_the_committed_seeds():
 
 def test_the_headline_bn_model_counted_only_its_training_steps():
     """No forward pass outside training (a model summary, say) moved BN's running averages or its batch count."""
-    r = utils.load_results(IMAGES)["bn"]
-    model = utils.load_model(IMAGES / "model_bn.pt")
+    r = records.load_results(IMAGES)["bn"]
+    model = records.load_model(IMAGES / "model_bn.pt")
     counts = {m.num_batches_tracked.item() for m in model.modules() if hasattr(m, "num_batches_tracked")}
     assert counts == {r["epochs"] * (50_000 // r["config"]["batch_size"])}  # 20 epochs of 390 full batches
 

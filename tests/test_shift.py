@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import platform
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 import report
+import records
 import utils
 from conftest import ROOT
 from model import Net
@@ -242,7 +244,7 @@ def test_batch_statistics_leave_bn_untouched_and_use_the_batch(data):
 
 def save(folder, net, data):
     """A saved model whose results file says it was trained on `data` (its mean and std)."""
-    utils.save_results(folder, net.eval(), HIST, 0, "cpu", data, {"config": {"residual": net.residual}})
+    records.save_results(folder, net.eval(), HIST, 0, "cpu", data, {"config": {"residual": net.residual}})
     return folder / f"model_{net.norm}.pt"
 
 
@@ -254,14 +256,14 @@ def test_models_see_inputs_standardized_with_the_statistics_they_were_trained_wi
     (model, stats), = shift.load_models([path]).values()
     assert np.allclose(stats["mean"], trained_on.mean.flatten()) and np.allclose(stats["std"], trained_on.std.flatten())
     x = shift.corrupt(data.x_test, "contrast", 2)
-    own = utils.predict(model, x, utils.as_trained(data, stats))
+    own = utils.predict(model, x, records.as_trained(data, stats))
     assert torch.equal(shift.predict(model, stats, x, data), own)
     assert not torch.allclose(own, utils.predict(model, x, data), atol=1e-2)  # the loaded data's statistics differ
     res = shift.main(image_folder, tmp_path / "out", paths=[path], corruptions=["scale"], pin=False)
     assert res["accuracy"][str(path)]["scale"] == [
-        round(utils.accuracy(utils.predict(model, shift.corrupt(data.x_test, "scale", s), utils.as_trained(data, stats)),
+        round(utils.accuracy(utils.predict(model, shift.corrupt(data.x_test, "scale", s), records.as_trained(data, stats)),
                              data.y_test), 2) for s in range(6)]
-    utils.results_beside(path).unlink()  # a checkpoint on its own records them too
+    records.results_beside(path).unlink()  # a checkpoint on its own records them too
     assert shift.load_models([path])[str(path)][1] == stats
 
 
@@ -282,7 +284,7 @@ def test_bn_batch_statistics_come_from_full_batches_of_the_test_set(data, image_
     model, stats = shift.load_models(images=tmp_path / "images")["bn"]
     acc = lambda logits: round(utils.accuracy(logits, data.y_test), 2)
     xs = [shift.corrupt(data.x_test, "contrast", s) for s in range(6)]
-    expected = [acc(utils.batch_stats_predict(model, x, utils.as_trained(data, stats), shift.BN_BATCH)) for x in xs]
+    expected = [acc(utils.batch_stats_predict(model, x, records.as_trained(data, stats), shift.BN_BATCH)) for x in xs]
     assert res["accuracy"]["bn_batch_stats"]["contrast"] == expected
     assert expected != res["accuracy"]["bn"]["contrast"]  # the running averages give other answers
 
@@ -300,7 +302,7 @@ def test_other_saved_models_under_chosen_corruptions(data, image_folder, tmp_pat
     assert all(list(per) == ["scale"] and len(per["scale"]) == 6 for per in res["accuracy"].values())
     assert res["severities"] == {"scale": shift.SEVERITIES["scale"]} and res["to_uint8"] == {"scale": "rounded"}
     assert res["kernels"]["pinned"] is False and res["kernels"]["threads"] == torch.get_num_threads()
-    assert (out / "results.json").read_text() == utils.json_text(res) and (out / "shift.png").exists()
+    assert (out / "results.json").read_text() == records.json_text(res) and (out / "shift.png").exists()
     table = tables.shift_table(tmp_path)  # the table of a study of models named by path (out is tmp_path/"out")
     assert table == "_No corruption results yet: run `python experiments/shift.py`._"
     for bad in ({"paths": [tmp_path / "missing" / "model_bn.pt"]}, {"paths": paths, "corruptions": ["fog"]},
@@ -355,9 +357,9 @@ def test_the_script_pins_the_kernels_before_anything_runs(image_folder, tmp_path
                            "--out", str(tmp_path), "--corruptions", "scale"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "results.json").read_text())
-    if utils.platform.machine().lower() in ("x86_64", "amd64"):
+    if platform.machine().lower() in ("x86_64", "amd64"):
         assert res["kernels"]["pinned"] is True and res["kernels"]["aten"] == "AVX2" and ", pinned" in res["device"]
-        assert res["kernels"]["threads"] == utils.PIN_THREADS
+        assert res["kernels"]["threads"] == records.PIN_THREADS
 
 
 def test_the_committed_results_cover_every_model_corruption_and_severity():
@@ -369,6 +371,6 @@ def test_the_committed_results_cover_every_model_corruption_and_severity():
     for m, per in res["accuracy"].items():
         assert set(per) == set(NAMES) and all(len(v) == 6 for v in per.values())
         assert len({v[0] for v in per.values()}) == 1  # severity 0: the same clean images everywhere
-    clean = {n: r["test_acc"] for n, r in utils.load_results(report.IMAGES).items()}
+    clean = {n: r["test_acc"] for n, r in records.load_results(report.IMAGES).items()}
     for n in ("bn", "gn", "ln"):
         assert res["accuracy"][n]["jpeg"][0] == round(clean[n], 2)  # the clean column is the headline's

@@ -6,6 +6,7 @@ import urllib.error
 import pytest
 import torch
 
+import records
 import utils
 from conftest import make_image_folder
 from model import Net, count_params
@@ -191,35 +192,7 @@ def test_whiten_init_is_seeded_and_keeps_c1_trainable(data):
     assert a.C1[0].weight.requires_grad and count_params(a) == count_params(Net("bn"))
 
 
-# ----------------------------------------------------------------------------- results and figures
-
-def test_results_and_figures_are_written(data, tmp_path):
-    model, hist = run(data, seed=0, epochs=1)
-    res = utils.save_results(tmp_path, model, hist, 0, "cpu", data)
-    saved = json.loads((tmp_path / "results_bn.json").read_text())
-    assert saved == res
-    for key in ("norm", "params", "epochs", "train_acc", "test_acc", "history", "seed", "device", "data", "torch"):
-        assert key in saved
-    assert saved["test_acc"] == hist["test_acc"][-1] and saved["params"] < 50_000
-    utils.plot_curves(hist, "bn", tmp_path)
-    utils.plot_misclassified(model, data, "bn", tmp_path)
-    assert utils.plot_comparison(tmp_path) is None  # gn and ln have no results yet
-    for norm in ("gn", "ln"):
-        utils.save_results(tmp_path, Net(norm), hist, 0, "cpu", data)
-    assert utils.plot_comparison(tmp_path) is not None
-    names = {p.name for p in tmp_path.iterdir()}
-    assert {"curves_bn.png", "misclassified_bn.png", "comparison.png"} <= names
-    assert not [n for n in names if n.endswith(".tmp")]
-    for png in ("curves_bn.png", "misclassified_bn.png", "comparison.png"):
-        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_results_report_the_final_epoch_not_the_best(data, tmp_path):
-    hist = {"train_loss": [2.0, 1.0, 1.5], "train_acc": [40.0, 90.0, 70.0], "test_loss": [1.9, 0.9, 1.2],
-            "test_acc": [50.0, 80.0, 60.0], "lr": [0.1, 0.2, 0.01], "seconds": [60.0, 30.0, 31.0]}
-    res = utils.save_results(tmp_path, Net("gn"), hist, 0, "cpu", data)
-    assert (res["train_acc"], res["test_acc"], res["epochs"], res["minutes"]) == (70.0, 60.0, 3, 2.02)
-
+# ----------------------------------------------------------------------------- evaluation and figures
 
 def test_misclassified_are_really_wrong_and_drawn_from_all_mistakes(data):
     model, _ = run(data, seed=0, epochs=1)
@@ -233,24 +206,6 @@ def test_misclassified_are_really_wrong_and_drawn_from_all_mistakes(data):
         assert not torch.equal(idx, utils.misclassified(model, data, seed=1)[0])
 
 
-def test_written_files_get_the_usual_permissions(tmp_path):
-    old = os.umask(0o022)
-    try:
-        path = utils._atomic_write(tmp_path / "a.json", lambda p: open(p, "w").write("{}"))
-    finally:
-        os.umask(old)
-    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
-
-
-def test_interrupted_write_leaves_no_file(tmp_path):
-    def crash(path):
-        open(path, "w").write("{half")
-        raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        utils._atomic_write(tmp_path / "results_bn.json", crash)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_progress_keeps_one_clean_line_per_bar(capsys):
     for _ in utils.progress(range(50), "epoch  1", 50):
         pass
@@ -262,7 +217,7 @@ def test_progress_keeps_one_clean_line_per_bar(capsys):
 def test_batch_statistics_do_not_matter_to_per_image_norms(data, norm):
     model, _ = run(data, seed=0, epochs=2, norm=norm)
     acc = utils.batch_stats_acc(model, data, sizes=(1, 7, 60))
-    assert acc["1"] == acc["7"] == acc["60"] == round(utils.test(model, data)[1], 2)
+    assert acc["1"] == acc["7"] == acc["60"] == utils.test(model, data)[1]
 
 
 def test_batch_statistics_leave_the_bn_model_untouched(data):
@@ -386,51 +341,3 @@ def test_every_random_draw_of_a_run_follows_its_seed(image_folder):
     for name in a:
         assert same(a[name], b[name]), name
         assert not same(a[name], c[name]), name
-
-
-# ----------------------------------------------------------------------------- interrupted writes, honest records
-
-def test_a_write_reaches_the_disk_before_its_name_does(tmp_path, monkeypatch):
-    calls = []
-    real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
-    monkeypatch.setattr(os, "replace", lambda a, b: calls.append("rename") or real_replace(a, b))
-    utils._atomic_write(tmp_path / "a.json", lambda p: open(p, "w").write("{}"))
-    assert calls == ["fsync", "rename", "fsync"]  # the file, the rename, then the folder that holds the name
-
-
-def test_a_save_interrupted_after_the_weights_leaves_no_results_file(data, tmp_path, monkeypatch):
-    model, hist = run(data, seed=0, epochs=1)
-    utils.save_results(tmp_path, model, hist, 0, "cpu", data)
-    fig = utils.plot_curves(hist, "bn")
-    monkeypatch.setattr(utils, "save_fig", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt):
-        utils.save_results(tmp_path, model, hist, 0, "cpu", data, figures={"curves": fig})
-    assert not (tmp_path / "results_bn.json").exists()  # not the old one beside new weights
-
-
-def test_the_figures_are_written_with_the_run_and_its_results_file_last(data, tmp_path, monkeypatch):
-    model, hist = run(data, seed=0, epochs=1)
-    figures = {"curves": utils.plot_curves(hist, "bn"), "misclassified": utils.plot_misclassified(model, data, "bn")}
-    assert list(tmp_path.iterdir()) == []  # drawing writes nothing
-    order = []
-    real = utils._atomic_write
-    monkeypatch.setattr(utils, "_atomic_write", lambda path, write: order.append(path.name) or real(path, write))
-    utils.save_results(tmp_path, model, hist, 0, "cpu", data, figures=figures)
-    assert order == ["model_bn.pt", "curves_bn.png", "misclassified_bn.png", "results_bn.json"]
-
-
-def test_a_gpu_record_says_what_holds_after_a_second_choice(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
-    try:
-        first = utils.choose_kernels(torch.device("cuda"), deterministic=True)
-        assert first["deterministic"] is True and torch.are_deterministic_algorithms_enabled()
-        second = utils.choose_kernels(torch.device("cuda"), deterministic=False)
-        assert second["deterministic"] is False and not torch.are_deterministic_algorithms_enabled()
-        assert second["tf32"] == {"matmul": torch.backends.cuda.matmul.allow_tf32,
-                                  "cudnn": torch.backends.cudnn.allow_tf32}
-    finally:
-        torch.use_deterministic_algorithms(before[0])
-        torch.backends.cudnn.benchmark = before[1]
