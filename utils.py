@@ -228,8 +228,9 @@ def crop_draws(steps, n, pad, gen, device="cpu"):
     """The random crops of `steps` batches of n images: (steps, n, 3) int64 columns dy, dx (shifts in
     [-pad, pad]) and flip (0 or 1).
 
-    Drawn batch after batch on the CPU generator gen, in the order augment() once drew them itself, then moved
-    to `device` in one copy: on a GPU a copy per batch would make every step wait for the host."""
+    Drawn batch after batch on the CPU generator gen (for each batch: all dy, all dx, all flips; this order
+    fixes which crops a seed gives), then moved to `device` in one copy: on a GPU a copy per batch would make
+    every step wait for the host."""
     draws = torch.empty(steps, n, 3, dtype=torch.long)
     for s in range(steps):
         draws[s, :, 0] = torch.randint(-pad, pad + 1, (n,), generator=gen)
@@ -406,6 +407,12 @@ def confusion_matrix(model, data, batch_size=EVAL_BATCH):
     return torch.bincount(data.y_test * k + pred, minlength=k * k).view(k, k).tolist()
 
 
+def per_class_acc(confusion, classes=CLASSES):
+    """{class: test accuracy %} from a confusion matrix (rows the true class); None for a class with no test image."""
+    return {name: round(100 * counts[k] / sum(counts), 2) if sum(counts) else None
+            for k, (name, counts) in enumerate(zip(classes, confusion))}
+
+
 @torch.no_grad()
 def batch_stats_predict(model, x, data, batch_size, seed=0):
     """Logits for uint8 images x when the norm layers use the statistics of the batch at hand, in x's order.
@@ -500,9 +507,3 @@ def plot_misclassified(model, data, norm, n=10, seed=0):
     fig.tight_layout()
     plt.close(fig)
     return fig
-
-
-def per_class_acc(confusion, classes=CLASSES):
-    """{class: test accuracy %} from a confusion matrix (rows the true class); None for a class with no test image."""
-    return {name: round(100 * counts[k] / sum(counts), 2) if sum(counts) else None
-            for k, (name, counts) in enumerate(zip(classes, confusion))}

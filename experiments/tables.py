@@ -531,7 +531,7 @@ def studies_tables(images=IMAGES, studies=STUDIES, root=ROOT):
             "speed": speed_table(studies), "norm-speed": norm_speed_table(studies),
             "ablation": ablation_table(images, studies), "ablation-answer": ablation_text(images, studies),
             "ablation-scale": ablation_scale_table(studies), "shift": shift_table(studies),
-            "norm-tables": norm_tables(norm_example()),
+            "norm-tables": norm_tables(norm_example()), "per-class": report.per_class_table(images),
             "hardware": provenance([*(studies / d for d in SEEDS), *lfl, sep, sep / SEED1, *ablation_folders(studies, unpinned=True)],
                                    root)}
 

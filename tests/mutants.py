@@ -343,8 +343,9 @@ def run(k, scratch):
     path.write_text(source.replace(old, new))
     try:
         t0 = time.perf_counter()
-        own = {"tables": "test_report"}.get(Path(file).stem, f"test_{Path(file).stem}")  # tables.py: test_report
-        own_first = sorted(TESTS, key=lambda t: Path(t).stem != own)  # -x: stops sooner
+        own = {"tables": {"test_report"}, "records": {"test_records", "test_reproduce", "test_kernels"}}.get(
+            Path(file).stem, {f"test_{Path(file).stem}"})  # a file's own tests
+        own_first = sorted(TESTS, key=lambda t: Path(t).stem not in own)  # -x: stops sooner
         proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                "-k", "not committed", *own_first],
                               cwd=scratch, capture_output=True, text=True, timeout=900)
