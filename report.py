@@ -83,12 +83,13 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
     verdicts = f"these leads are {judged(recipe)}"
     if same[0] in c:
         text += (f" With the same layers (no extra norms after c3 and c6; each norm at its own learning rate), "
-                 f"BN still leads by {lead(same[0])} and {lead(same[1])}" + (
+                 f"BN still beats GN by {lead(same[0])} and LN by {lead(same[1])}" + (
                     f", over {n(same[0])} seeds." if n(same[0]) != n(recipe[0]) else "."))
         verdicts = ("all four leads are real" if judged(recipe) == judged(same) == "real" else
                     f"the leads with each recipe are {judged(recipe)}, with the same layers {judged(same)}")
-    gn_ln = "real" if c["GN - LN"]["real"] else "not shown (within seed noise)"
-    return f"{text} By the [rule](#findings-about-normalization), {verdicts}: larger than seed noise; GN against LN is {gn_ln}."
+    gn_ln = "real" if c["GN - LN"]["real"] else "not shown (within it)"
+    return (f"{text} By the [rule](#findings-about-normalization), {verdicts}: larger than the seed-to-seed "
+            f"variation; the gap between GN and LN is {gn_ln}.")
 
 
 def pairs_table(folder=IMAGES, studies=STUDIES):

@@ -365,15 +365,16 @@ def test_the_gaps_and_the_like_for_like_study_are_paired_by_seed(tmp_path):
     gaps = report.gaps_text(images, studies)
     assert gaps.startswith("Over 3 seeds, BN leads GN by 2.47 (2.10 to 3.00) points on average (lowest to highest) "
                            "and LN by 2.43 (2.20 to 2.60).")
-    assert gaps.endswith("By the [rule](#findings-about-normalization), these leads are real: larger than seed noise; "
-                         "GN against LN is not shown (within seed noise).")
+    assert gaps.endswith("By the [rule](#findings-about-normalization), these leads are real: larger than the "
+                         "seed-to-seed variation; the gap between GN and LN is not shown (within it).")
     assert tables.like_for_like_text(images, studies) == "_No like-for-like runs yet._"
     images, studies = three_seeds(tmp_path / "b", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                                   same=[82.2, 82.1, 82.5])
     gaps = report.gaps_text(images, studies)
     assert ("With the same layers (no extra norms after c3 and c6; each norm at its own learning rate), BN "
-            "still leads by 1.77 (1.50 to 2.20) and 1.73 (1.60 to 1.90). By the [rule](#findings-about-normalization), "
-            "all four leads are real: larger than seed noise; GN against LN is not shown (within seed noise).") in gaps
+            "still beats GN by 1.77 (1.50 to 2.20) and LN by 1.73 (1.60 to 1.90). By the [rule](#findings-about-"
+            "normalization), all four leads are real: larger than the seed-to-seed variation; the gap between GN and "
+            "LN is not shown (within it).") in gaps
     mixed = three_seeds(tmp_path / "c", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                         same=[80.2, 82.1, 80.5])  # the same network: leads from -0.5 to 1.9, not shown
     assert "the leads with each recipe are real, with the same layers not shown:" in report.gaps_text(*mixed)
