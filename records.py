@@ -419,12 +419,11 @@ def save_comparison(out_dir="images"):
     if missing:
         print(f"comparison.png waits for {', '.join(missing)} in {out_dir}/")
         return None
+    results = {n: results[n] for n in ("bn", "gn", "ln")}
     kinds = {n: where_run(r) for n, r in results.items()}
-    first_kind, first_data = kinds["bn"]
-    notes = {n: ", ".join(([kind] if kind != first_kind else []) + (["other data"] if data != first_data else []))
-             for n, (kind, data) in kinds.items()}
-    if any(notes.values()):
-        notes = {n: f"{kinds[n][0]}{', other data' if kinds[n][1] != first_data else ''}" for n in results}
+    notes = None
+    if len(set(kinds.values())) > 1:  # not like for like: each line says its hardware, and other data
+        notes = {n: kind + (", other data" if data != kinds["bn"][1] else "") for n, (kind, data) in kinds.items()}
     fig = utils.plot_comparison({n: r["history"] for n, r in results.items()}, notes)
     return save_fig(fig, out_dir, "comparison.png")
 
