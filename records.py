@@ -496,8 +496,8 @@ def published_run(norm, seed, config, epochs, data, kernels, root=ROOT):
     recorded = res.get("kernels") or {}
     if not recorded.get("pinned") or recorded.get("fingerprint", PIN_FINGERPRINT) != PIN_FINGERPRINT:
         return nothing(f"{where} does not record the pinned kernels (fingerprint {PIN_FINGERPRINT})")
-    if (res.get("reproduction") or {}).get("identical") is False:
-        return nothing(f"{where} records that it departed from its own published run")
+    if departed_in_training(res.get("reproduction") or {}):
+        return nothing(f"{where} records that its training departed from its own published run")
     pt = where.replace("results_", "model_").replace(".json", ".pt")
     weights = committed(pt, root)
     if weights is None and (Path(root) / pt).exists():
@@ -507,6 +507,18 @@ def published_run(norm, seed, config, epochs, data, kernels, root=ROOT):
         return nothing(f"the committed {pt} is not the file {where} describes")
     print(f"a published run has these settings: {where}; each epoch is compared with it")
     return {"path": where, "results": res, "state_dict": state}
+
+
+def departed_in_training(verdict):
+    """Whether a recorded verdict says the run's training departed (its history or weights), not only the
+    evaluations after training: a run whose training repeated its reference can serve as the next reference."""
+    if verdict.get("identical") is not False:
+        return False
+    part = verdict.get("part") or ("evaluations" if verdict["line"].startswith(EVALUATIONS_DEPART) else "training")
+    return part != "evaluations"
+
+
+EVALUATIONS_DEPART = "departs from the published run in the evaluations after training"
 
 
 def _same(mine, theirs, digits):
@@ -566,7 +578,7 @@ def _extras_depart(extra, published):
 
 def reproduction(hist, model, data, extra, published):
     """The verdict on a finished run against published_run(): {"published", "identical", "epoch" (the first that
-    departs, or None), "line"}. Compared: every number of every epoch, the extra evaluations, the weights'
+    departs, or None), "part" ("history", "evaluations" or "weights" that departed, or None), "line"}. Compared: every number of every epoch, the extra evaluations, the weights'
     sha256 (as save_results will write them) and, where committed, the weights tensor by tensor."""
     ref = published["results"]
     epochs, theirs = len(hist["test_acc"]), len(ref["history"]["test_acc"])
@@ -574,7 +586,7 @@ def reproduction(hist, model, data, extra, published):
                  None)
     raw = checkpoint_bytes(model, data)
     full = digits(published, "history") is None
-    line, departs = None, None
+    line, departs, part = None, None, "history"
     if first:
         departs, (k, a, b) = first
         gap = f" (difference {a - b:+.6g})" if isinstance(a, float) and isinstance(b, float) else ""
@@ -583,12 +595,13 @@ def reproduction(hist, model, data, extra, published):
         departs = min(epochs, theirs) + 1
         line = f"departs from the published run at epoch {departs}: it ran {theirs} epochs, this run {epochs}"
     elif (off := _extras_depart(extra, published)):
-        departs, line = epochs, f"departs from the published run in the evaluations after training: {off[0]} {off[1]} against {off[2]}"
+        departs, part, line = epochs, "evaluations", f"{EVALUATIONS_DEPART}: {off[0]} {off[1]} against {off[2]}"
     elif published["state_dict"] is not None and not _same_tensors(model, published["state_dict"]):
-        departs, line = epochs, f"departs from the published run in the weights after epoch {epochs}"
+        departs, part, line = epochs, "weights", f"departs from the published run in the weights after epoch {epochs}"
     elif full and sha256(raw) != ref.get("weights_sha256"):
-        departs, line = epochs, (f"departs from the published run in the weights after epoch {epochs}: sha256 "
-                                 f"{sha256(raw)[:12]}... against {str(ref.get('weights_sha256'))[:12]}...")
+        departs, part, line = epochs, "weights", (f"departs from the published run in the weights after epoch "
+                                                  f"{epochs}: sha256 {sha256(raw)[:12]}... against "
+                                                  f"{str(ref.get('weights_sha256'))[:12]}...")
     if line is None:
         what = (f"all {epochs} epochs, the flip-TTA, batch-statistics and confusion evaluations and the weights"
                 if published["state_dict"] is not None or full else
@@ -601,7 +614,8 @@ def reproduction(hist, model, data, extra, published):
                     ("; its weights tensor by tensor" if published["state_dict"] is not None else
                      "; its weights are not published and its older file records no reproducible sha256") +
                     ("" if "fingerprint" in ref.get("kernels", {}) else "; it records no kernel fingerprint") + ")")
-    return {"published": published["path"], "identical": departs is None, "epoch": departs, "line": line}
+    return {"published": published["path"], "identical": departs is None, "epoch": departs,
+            "part": None if departs is None else part, "line": line}
 
 
 def _same_tensors(model, state):

@@ -217,7 +217,9 @@ MUTANTS = [
     ("records.py", "a local checkpoint read as the published weights",
      "    weights = committed(pt, root)", "    weights = (Path(root) / pt).read_bytes() if (Path(root) / pt).exists() else None"),
     ("records.py", "a reference that records a departure is accepted",
-     '    if (res.get("reproduction") or {}).get("identical") is False:', "    if False:"),
+     '    if departed_in_training(res.get("reproduction") or {}):', "    if False:"),
+    ("records.py", "a reference that departed only in its evaluations is refused",
+     '    return part != "evaluations"', "    return True"),
     ("records.py", "a reference of other kernels is accepted",
      ' or recorded.get("fingerprint", PIN_FINGERPRINT) != PIN_FINGERPRINT:', ":"),
     # saving and loading runs
