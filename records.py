@@ -489,7 +489,7 @@ def published_run(norm, seed, config, epochs, data, kernels, root=ROOT):
     if res.get("test_data_sha256") != data_sha256(data) or res.get("mean") != data.mean.flatten().tolist():
         return nothing(f"this run's images differ from those of {where} (another copy of CIFAR-10, or a subset), "
                        "and only runs on the same images can match")
-    mine = {**config, **net.settings(norm, **{k: config[k] for k in net.settings() if k in config and k != "norm"})}
+    mine = run_settings({"norm": norm, "config": config})
     differs = _differences({**mine, "epochs": epochs}, {**run_settings(res), "epochs": res["epochs"]})
     if differs:
         return nothing(f"this run differs from {where} in " + ", ".join(differs))
