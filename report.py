@@ -65,10 +65,11 @@ def comparisons(folder=IMAGES, studies=STUDIES):
 
 def gaps_text(folder=IMAGES, studies=STUDIES):
     """The README's first claim in plain words: BN's lead over GN and LN, averaged over the seeds (lowest to
-    highest in brackets), with each norm's own recipe and, where committed, with the same layers; and the rule's
-    verdict on each lead."""
+    highest seed after them), with each norm's own recipe and, where committed, with the same layers; and whether
+    the rule finds each lead larger than the noise between seeds."""
     c = comparisons(folder, studies)
-    lead = lambda k: f"{c[k]['mean']:.2f} ({min(c[k]['diffs']):.2f} to {max(c[k]['diffs']):.2f})"
+    mean = lambda k: f"{c[k]['mean']:.2f}"
+    spans = lambda a, b: " and ".join(f"{min(c[k]['diffs']):.2f} to {max(c[k]['diffs']):.2f}" for k in (a, b))
     n = lambda k: len(c[k]["diffs"])
     recipe, same = ["BN - GN, each with its recipe", "BN - LN, each with its recipe"], ["BN - GN, the same network",
                                                                                       "BN - LN, the same network"]
@@ -77,19 +78,19 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
 
     def judged(keys):  # what the rule says of BN's leads over GN and LN
         real = [c[k]["real"] for k in keys]
-        return "real" if all(real) else "not shown" if not any(real) else f"real against {'GN' if real[0] else 'LN'} only"
-    text = (f"Over {n(recipe[0])} seeds, BN leads GN by {lead(recipe[0])} points on average (lowest to highest) and "
-            f"LN by {lead(recipe[1])}.")
-    verdicts = f"these leads are {judged(recipe)}"
+        return ("larger than the noise between seeds" if all(real) else "within the noise between seeds"
+                if not any(real) else f"larger than the noise against {'GN' if real[0] else 'LN'} only")
+    text = (f"Over {n(recipe[0])} seeds, BN leads GN by {mean(recipe[0])} points on average and LN by "
+            f"{mean(recipe[1])} (by seed: {spans(*recipe)}).")
+    verdicts = f"Both leads are {judged(recipe)}"
     if same[0] in c:
         text += (f" With the same layers (no extra norms after c3 and c6; each norm at its own learning rate), "
-                 f"BN still beats GN by {lead(same[0])} and LN by {lead(same[1])}" + (
-                    f", over {n(same[0])} seeds." if n(same[0]) != n(recipe[0]) else "."))
-        verdicts = ("all four leads are real" if judged(recipe) == judged(same) == "real" else
-                    f"the leads with each recipe are {judged(recipe)}, with the same layers {judged(same)}")
-    gn_ln = "real" if c["GN - LN"]["real"] else "not shown (within it)"
-    return (f"{text} By the [rule](#findings-about-normalization), {verdicts}: larger than the seed-to-seed "
-            f"variation; the gap between GN and LN is {gn_ln}.")
+                 f"BN still leads GN by {mean(same[0])} and LN by {mean(same[1])} ({spans(*same)}" +
+                 (f"; over {n(same[0])} seeds)." if n(same[0]) != n(recipe[0]) else ")."))
+        verdicts = (f"All four leads are {judged(recipe)}" if judged(recipe) == judged(same) else
+                    f"The leads with each recipe are {judged(recipe)}; with the same layers, {judged(same)}")
+    gn_ln = "larger than it too" if c["GN - LN"]["real"] else "not"
+    return f"{text} {verdicts} ([the rule](#findings-about-normalization)); the gap between GN and LN is {gn_ln}."
 
 
 def pairs_table(folder=IMAGES, studies=STUDIES):
@@ -202,9 +203,9 @@ def layer_table(folder=IMAGES, size=32):
         rows.append([name, what, f"{cin}→{out[1]}", "1x1" if whole else f"{out[2]}x{out[3]}",
                      "all" if whole else f"{rf}x{rf}", *params])
     rows.append(["**total**", "", "", "", "", *(f"**{sum(p.numel() for p in m.parameters()):,}**" for m in models.values())])
-    norms = ["params BN", "GN", "LN"]
+    norms = ["params, BN", "params, GN", "params, LN"]
     if all(r[-2] == r[-1] for r in rows):  # GN and LN alike in every layer: one column for both
-        rows, norms = [r[:-1] for r in rows], ["params BN", "GN, LN"]
+        rows, norms = [r[:-1] for r in rows], ["params, BN", "params, GN and LN"]
     return "\n".join(header("layer", "what", "channels", "output", "receptive field", *norms) +
                      [row(r[0], r[1:]) for r in rows])
 

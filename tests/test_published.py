@@ -12,6 +12,7 @@ import pytest
 import report
 import tables
 import records
+import utils
 from conftest import ROOT
 from model import Net, count_params
 
@@ -89,9 +90,9 @@ def test_readme_is_one_short_report_with_the_figures_early():
     assert 1 <= len(bullets) <= 6, "at most six findings: the rest belong to the studies"
     for bullet in bullets:
         assert len(bullet.split()) <= 65 and re.search(r"\]\([^)]+\)\)?\.?\s*$", bullet), bullet[:60]
-    study = text.index("## Studies")
+    findings = text.index("## Findings about normalization")
     for png in ["comparison"] + [f"{kind}_{n}" for kind in ("curves", "misclassified") for n in NOTEBOOKS]:
-        assert -1 < text.find(f"images/{png}.png") < study, png  # every graph and grid before the studies
+        assert -1 < text.find(f"images/{png}.png") < findings, png  # every graph and grid before the findings
 
 
 def anchors(markdown):
@@ -254,6 +255,51 @@ def quotes(text, *said):
     assert not missing, f"{missing} not quoted in: {text[:90]}..."
 
 
+def sentence(text, start):
+    """The sentence of text that starts with start."""
+    i = text.index(start)
+    return text[i:text.find(". ", i) + 1 or None]
+
+
+def bullet(text, start):
+    """The list item of text (whitespace joined, as readme_text gives it) that starts with start."""
+    i = text.index(start)
+    return text[i:min(j for j in (text.find(m, i + 1) for m in (" - **", " ![", " ## ")) if j > 0)]
+
+
+def test_the_hand_written_numbers_outside_the_findings_quote_the_committed_files():
+    text, res = readme_text(), records.load_results(IMAGES)
+    acc = {n: f"{r['test_acc']:.2f}%" for n, r in res.items()}
+    quotes(sentence(text, "BN wins:"), f"{acc['bn']} test accuracy, against {acc['gn']} for GN and {acc['ln']} for LN",
+           f"seed {res['bn']['seed']}, the notebooks' default")
+    assert {r["seed"] for r in res.values()} == {0} and "seed = 0 " in "".join(
+        c.source for c in nbformat.read(ROOT / "S8_BN.ipynb", as_version=4).cells)
+    quotes(bullet(text, "- **BN** (`nn.BatchNorm2d`)"), f"it scores {res['bn']['batch_stats_acc']['1']:.2f}%")
+    c = report.comparisons(IMAGES, STUDIES)
+    assert round(statistics.mean([c["BN - GN, each with its recipe"]["mean"], c["BN - GN, the same network"]["mean"]])) == 2
+    quotes(bullet(text, "- **GN**"), "about 2 points below BN")
+    # the recipe: each norm's peak, and BN's extra norms on validation (one run each) and on test (paired seeds)
+    sweep = [json.loads(l) for l in (STUDIES / "tuning" / "gpu_sweep2" / "sweep.jsonl").read_text().splitlines()]
+    val = {r["name"]: r["val_acc"] for r in sweep if r["cfg"]["norm"] == "bn"}
+    extra, plain = val["lr=0.2,pct=0.15,act=gelu,c_act=True"], val["lr=0.2,pct=0.15,act=gelu"]
+    recipe = c[tables.RECIPE_VS_SAME]
+    lr = {n: r["config"]["lr"] for n, r in res.items()}
+    assert lr["gn"] == lr["ln"] and res["bn"]["config"]["norm_1x1"] and not res["gn"]["config"]["norm_1x1"]
+    quotes(text, f"the peak learning rate ({lr['bn']} for BN, {lr['gn']} for GN and LN)",
+           f"from {plain:.2f}% to {extra:.2f}% (one GPU run each)",
+           f"add BN {recipe['mean']:.2f} points over {len(recipe['diffs'])} seeds, " +
+           ("real" if recipe["real"] else "within the noise between seeds"))
+    # per class, seed 0: the two hardest classes of every norm, and the classes where BN leads both others
+    per = {n: utils.per_class_acc(r["confusion"]) for n, r in res.items()}
+    hardest = {frozenset(sorted(p, key=p.get)[:2]) for p in per.values()}
+    assert hardest == {frozenset({"cat", "bird"})}
+    leads = sum(per["bn"][k] > max(per["gn"][k], per["ln"][k]) for k in per["bn"])
+    quotes(text, "Cats and birds are hardest for all three", f"BN leads in {leads} of 10 classes")
+    # the retraining time: every committed full-conv run of a notebook, headline and seeds
+    minutes = [r["minutes"] for d in [IMAGES, *SEED_FOLDERS] for r in records.load_results(d).values()]
+    quotes(text, f"{math.floor(min(minutes))}-{math.ceil(max(minutes))} min on 2 CPU cores")
+
+
 def test_the_ranking_finding_quotes_the_committed_seeds():
     runs = report.seed_runs(IMAGES, STUDIES)  # {norm: [seed 0, seed 1, ...]}
     count = {2: "two", 3: "three", 4: "four"}[len(runs["bn"])]
@@ -288,7 +334,7 @@ def test_the_small_batch_finding_quotes_the_committed_runs_and_the_rule():
     said = lambda n: "{:.2f}% and {:.2f}%".format(*(r["test_acc"] for r in sorted(found[n], key=lambda r: r["seed"])))
     bullet = finding("Trained on single images")
     quotes(bullet, f"BN scores {said('bn')} with its saved averages, {said('bn1')} with each image's own statistics",
-           f"GN {said('gn')}", f"LN {said('ln')}: real", "2 seeds")
+           f"GN {said('gn')}", f"LN {said('ln')}; their leads over BN are real", "2 seeds")
     assert all(report.paired(found[n], found["bn"])["real"] for n in ("gn", "ln"))  # "real"
 
 

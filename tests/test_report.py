@@ -127,10 +127,10 @@ def test_architecture_table_builds_each_variant_as_its_run_did(tmp_path):
     bn, plain = count_params(Net("bn", norm_1x1=True)), count_params(Net("gn"))
     assert bn > plain and f"| **total** | | | | | **{bn:,}** | **{plain:,}** |" in table
     assert "| c3 | 1x1 conv (+ norm, GELU in BN) | 16→24 |" in table
-    assert table.startswith("| layer | what | channels | output | receptive field | params BN | GN, LN |")
+    assert table.startswith("| layer | what | channels | output | receptive field | params, BN | params, GN and LN |")
     write_result(tmp_path, "ln", groups=4, norm_1x1=True)  # LN built unlike GN: a column each
     table = report.layer_table(tmp_path)
-    assert table.startswith("| layer | what | channels | output | receptive field | params BN | GN | LN |")
+    assert table.startswith("| layer | what | channels | output | receptive field | params, BN | params, GN | params, LN |")
     assert f"| **total** | | | | | **{bn:,}** | **{plain:,}** | **{count_params(Net('ln', norm_1x1=True)):,}** |" in table
 
 
@@ -363,21 +363,21 @@ def test_the_rule_is_a_paired_t_test_over_the_seeds():
 def test_the_gaps_and_the_like_for_like_study_are_paired_by_seed(tmp_path):
     images, studies = three_seeds(tmp_path, bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9])
     gaps = report.gaps_text(images, studies)
-    assert gaps.startswith("Over 3 seeds, BN leads GN by 2.47 (2.10 to 3.00) points on average (lowest to highest) "
-                           "and LN by 2.43 (2.20 to 2.60).")
-    assert gaps.endswith("By the [rule](#findings-about-normalization), these leads are real: larger than the "
-                         "seed-to-seed variation; the gap between GN and LN is not shown (within it).")
+    assert gaps == ("Over 3 seeds, BN leads GN by 2.47 points on average and LN by 2.43 (by seed: 2.10 to 3.00 and "
+                    "2.20 to 2.60). Both leads are larger than the noise between seeds ([the rule](#findings-about-"
+                    "normalization)); the gap between GN and LN is not.")
     assert tables.like_for_like_text(images, studies) == "_No like-for-like runs yet._"
     images, studies = three_seeds(tmp_path / "b", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                                   same=[82.2, 82.1, 82.5])
     gaps = report.gaps_text(images, studies)
     assert ("With the same layers (no extra norms after c3 and c6; each norm at its own learning rate), BN "
-            "still beats GN by 1.77 (1.50 to 2.20) and LN by 1.73 (1.60 to 1.90). By the [rule](#findings-about-"
-            "normalization), all four leads are real: larger than the seed-to-seed variation; the gap between GN and "
-            "LN is not shown (within it).") in gaps
+            "still leads GN by 1.77 and LN by 1.73 (1.50 to 2.20 and 1.60 to 1.90). All four leads are larger than "
+            "the noise between seeds ([the rule](#findings-about-normalization)); the gap between GN and LN is "
+            "not.") in gaps
     mixed = three_seeds(tmp_path / "c", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                         same=[80.2, 82.1, 80.5])  # the same network: leads from -0.5 to 1.9, not shown
-    assert "the leads with each recipe are real, with the same layers not shown:" in report.gaps_text(*mixed)
+    assert ("The leads with each recipe are larger than the noise between seeds; with the same layers, within the "
+            "noise between seeds (") in report.gaps_text(*mixed)
     text = tables.like_for_like_text(images, studies)
     assert text.startswith("On the same network, BN against GN: +1.77 points (+1.50 to +2.20), real; against LN: "
                            "+1.73 points (+1.60 to +1.90), real. BN's recipe against BN on the same network: +0.70 "
