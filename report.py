@@ -66,7 +66,7 @@ def comparisons(folder=IMAGES, studies=STUDIES):
 def gaps_text(folder=IMAGES, studies=STUDIES):
     """The README's first claim in plain words: BN's lead over GN and LN, averaged over the seeds (lowest to
     highest seed after them), with each norm's own recipe and, where committed, with the same layers; and whether
-    the rule finds each lead larger than the noise between seeds."""
+    the rule finds each lead too large to be the luck of the seed (real) or not (not shown)."""
     c = comparisons(folder, studies)
     mean = lambda k: f"{c[k]['mean']:.2f}"
     spans = lambda a, b: " and ".join(f"{min(c[k]['diffs']):.2f} to {max(c[k]['diffs']):.2f}" for k in (a, b))
@@ -78,19 +78,19 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
 
     def judged(keys):  # what the rule says of BN's leads over GN and LN
         real = [c[k]["real"] for k in keys]
-        return ("larger than the noise between seeds" if all(real) else "within the noise between seeds"
-                if not any(real) else f"larger than the noise against {'GN' if real[0] else 'LN'} only")
+        return ("too large to be the luck of the seed" if all(real) else "small enough to be the luck of the seed"
+                if not any(real) else f"too large to be the luck of the seed against {'GN' if real[0] else 'LN'} only")
     text = (f"Over {n(recipe[0])} seeds, BN leads GN by {mean(recipe[0])} points on average and LN by "
             f"{mean(recipe[1])} (by seed: {spans(*recipe)}).")
     verdicts = f"Both leads are {judged(recipe)}"
     if same[0] in c:
-        text += (f" With the same layers (no extra norms after c3 and c6; each norm at its own learning rate), "
+        text += (f" Without BN's extra norms after c3 and c6, "
                  f"BN still leads GN by {mean(same[0])} and LN by {mean(same[1])} ({spans(*same)}" +
                  (f"; over {n(same[0])} seeds)." if n(same[0]) != n(recipe[0]) else ")."))
         verdicts = (f"All four leads are {judged(recipe)}" if judged(recipe) == judged(same) else
                     f"The leads with each recipe are {judged(recipe)}; with the same layers, {judged(same)}")
-    gn_ln = "larger than it too" if c["GN - LN"]["real"] else "not"
-    return f"{text} {verdicts} ([the rule](#findings-about-normalization)); the gap between GN and LN is {gn_ln}."
+    gn_ln = "too" if c["GN - LN"]["real"] else "not"
+    return f"{text} {verdicts} ([how we judge](#findings-about-normalization)); the gap between GN and LN is {gn_ln}."
 
 
 def pairs_table(folder=IMAGES, studies=STUDIES):
@@ -192,7 +192,7 @@ def layer_table(folder=IMAGES, size=32):
             what = "global average pool"
         elif name in ("c3", "c6", "C10"):
             normed = [n.upper() for n in HEADLINE if not isinstance(getattr(models[n], name), torch.nn.Conv2d)]
-            what = "1x1 conv" + (" to the 10 logits" if name == "C10" else "")
+            what = "1x1 conv" + (" to the 10 class scores" if name == "C10" else "")
             what += f" (+ norm, GELU in {', '.join(normed)})" if normed else ""
         else:
             rf += 2 * jump
@@ -227,7 +227,7 @@ def findings_table(folder=IMAGES, studies=STUDIES):
         def by_size(n, r):
             accs = [f"{r['batch_stats_acc'][s]:.2f}" for s in sizes]
             return f"{accs[0]} at every size" if len(set(accs)) == 1 else " / ".join(accs)
-        add(f"test acc % when the norms use statistics of test batches of {' / '.join(sizes)}", by_size)
+        add(f"test acc % with the statistics of test batches of {' / '.join(sizes)}", by_size)
     return "\n".join(rows)
 
 

@@ -288,7 +288,7 @@ def test_the_hand_written_numbers_outside_the_findings_quote_the_committed_files
     quotes(text, f"the peak learning rate ({lr['bn']} for BN, {lr['gn']} for GN and LN)",
            f"from {plain:.2f}% to {extra:.2f}% (one GPU run each)",
            f"add BN {recipe['mean']:.2f} points over {len(recipe['diffs'])} seeds, " +
-           ("real" if recipe["real"] else "within the noise between seeds"))
+           ("real" if recipe["real"] else "small enough to be the luck of the seed"))
     # per class, seed 0: the two hardest classes of every norm, and the classes where BN leads both others
     per = {n: utils.per_class_acc(r["confusion"]) for n, r in res.items()}
     hardest = {frozenset(sorted(p, key=p.get)[:2]) for p in per.values()}
@@ -297,7 +297,7 @@ def test_the_hand_written_numbers_outside_the_findings_quote_the_committed_files
     quotes(text, "Cats and birds are hardest for all three", f"BN leads in {leads} of 10 classes")
     # the retraining time: every committed full-conv run of a notebook, headline and seeds
     minutes = [r["minutes"] for d in [IMAGES, *SEED_FOLDERS] for r in records.load_results(d).values()]
-    quotes(text, f"{math.floor(min(minutes))}-{math.ceil(max(minutes))} min on 2 CPU cores")
+    quotes(text, f"{math.floor(min(minutes))}-{math.ceil(max(minutes))} min a notebook on 2 CPU cores")
 
 
 def test_the_ranking_finding_quotes_the_committed_seeds():
@@ -334,7 +334,7 @@ def test_the_small_batch_finding_quotes_the_committed_runs_and_the_rule():
     said = lambda n: "{:.2f}% and {:.2f}%".format(*(r["test_acc"] for r in sorted(found[n], key=lambda r: r["seed"])))
     bullet = finding("Trained on single images")
     quotes(bullet, f"BN scores {said('bn')} with its saved averages, {said('bn1')} with each image's own statistics",
-           f"GN {said('gn')}", f"LN {said('ln')}; their leads over BN are real", "2 seeds")
+           f"GN {said('gn')}", f"LN {said('ln')}; their leads over BN's saved averages are real", "2 seeds")
     assert all(report.paired(found[n], found["bn"])["real"] for n in ("gn", "ln"))  # "real"
 
 

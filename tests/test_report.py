@@ -46,7 +46,7 @@ def test_both_readmes_regenerate_between_their_markers_only(tmp_path):
     assert "| Group Norm (GN) | 83.00 | **81.50** |" in readme
     assert f"| **total** | | | | | **{count_params(Net('bn', norm_1x1=True)):,}** | **47,818** |" in readme
     assert "| test acc %, mean (range) over seeds 0, 1 | - | 80.88 (80.25-81.50) | - |" in readme  # seed 1: seed1/
-    assert "| test acc % when the norms use statistics of test batches of 1 / 64 | 10.00 / 80.00 |" in readme
+    assert "| test acc % with the statistics of test batches of 1 / 64 | 10.00 / 80.00 |" in readme
     assert "No confusion matrices yet" in study  # the per-class table lives in experiments/README.md
     assert "| mean | 2.833 |" in study  # the worked example
     assert "`images/results_{bn,gn,ln}.json`" in readme and "seed1" not in readme.split("hardware:start")[1]
@@ -83,7 +83,7 @@ def test_findings_table_holds_the_seeds_spread_and_the_batch_statistics(tmp_path
     write_result(studies / "seed1", "ln", 80.5, 1)
     lines = report.findings_table(images, studies).splitlines()
     assert lines[2:] == ["| test acc %, mean (range) over seeds 0, 1 | - | 81.00 (80.50-81.50) |",
-                         "| test acc % when the norms use statistics of test batches of 1 / 64 | 10.00 / 80.00 | "
+                         "| test acc % with the statistics of test batches of 1 / 64 | 10.00 / 80.00 | "
                          "81.50 at every size |"]  # LN never looks across images
 
 
@@ -364,20 +364,19 @@ def test_the_gaps_and_the_like_for_like_study_are_paired_by_seed(tmp_path):
     images, studies = three_seeds(tmp_path, bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9])
     gaps = report.gaps_text(images, studies)
     assert gaps == ("Over 3 seeds, BN leads GN by 2.47 points on average and LN by 2.43 (by seed: 2.10 to 3.00 and "
-                    "2.20 to 2.60). Both leads are larger than the noise between seeds ([the rule](#findings-about-"
+                    "2.20 to 2.60). Both leads are too large to be the luck of the seed ([how we judge](#findings-about-"
                     "normalization)); the gap between GN and LN is not.")
     assert tables.like_for_like_text(images, studies) == "_No like-for-like runs yet._"
     images, studies = three_seeds(tmp_path / "b", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                                   same=[82.2, 82.1, 82.5])
     gaps = report.gaps_text(images, studies)
-    assert ("With the same layers (no extra norms after c3 and c6; each norm at its own learning rate), BN "
-            "still leads GN by 1.77 and LN by 1.73 (1.50 to 2.20 and 1.60 to 1.90). All four leads are larger than "
-            "the noise between seeds ([the rule](#findings-about-normalization)); the gap between GN and LN is "
-            "not.") in gaps
+    assert ("Without BN's extra norms after c3 and c6, BN still leads GN by "
+            "1.77 and LN by 1.73 (1.50 to 2.20 and 1.60 to 1.90). All four leads are too large to be the luck of the "
+            "seed ([how we judge](#findings-about-normalization)); the gap between GN and LN is not.") in gaps
     mixed = three_seeds(tmp_path / "c", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                         same=[80.2, 82.1, 80.5])  # the same network: leads from -0.5 to 1.9, not shown
-    assert ("The leads with each recipe are larger than the noise between seeds; with the same layers, within the "
-            "noise between seeds (") in report.gaps_text(*mixed)
+    assert ("The leads with each recipe are too large to be the luck of the seed; with the same layers, small "
+            "enough to be the luck of the seed (") in report.gaps_text(*mixed)
     text = tables.like_for_like_text(images, studies)
     assert text.startswith("On the same network, BN against GN: +1.77 points (+1.50 to +2.20), real; against LN: "
                            "+1.73 points (+1.60 to +1.90), real. BN's recipe against BN on the same network: +0.70 "
