@@ -367,6 +367,10 @@ def test_the_gaps_and_the_like_for_like_study_are_paired_by_seed(tmp_path):
                     "2.20 to 2.60). Both leads are too large to be the luck of the seed ([how we judge](#findings-about-"
                     "normalization)); the gap between GN and LN is not.")
     assert tables.like_for_like_text(images, studies) == "_No like-for-like runs yet._"
+    apart = three_seeds(tmp_path / "d", bn=[83.0, 82.8, 83.1], gn=[81.0, 81.5, 82.0], ln=[80.0, 80.4, 80.9])
+    assert report.gaps_text(*apart).endswith("the gap between GN and LN is too.")  # GN - LN: 1.0, 1.1, 1.1, real
+    one = three_seeds(tmp_path / "e", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[82.0, 83.9, 82.1])
+    assert "Both leads are too large to be the luck of the seed against GN only (" in report.gaps_text(*one)
     images, studies = three_seeds(tmp_path / "b", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                                   same=[82.2, 82.1, 82.5])
     gaps = report.gaps_text(images, studies)
