@@ -173,7 +173,8 @@ def test_each_ablation_run_changed_only_what_its_folder_says(run):
         changed["lr"] = float(parts[1].removeprefix("lr"))
     else:
         assert norm != "none", run
-    assert r["config"] == {**headline["config"], **changed}
+    settings = lambda res: {k: v for k, v in records.run_settings(res).items() if k != "norm"}  # as model.settings
+    assert settings(r) == {**settings(headline), **changed}
     assert r["seed"] == seed and r["data"] == headline["data"]
     assert r["epochs"] == 20 or math.isnan(r["history"]["train_loss"][-1])  # fit stops a run whose loss is NaN
     if not first:  # the footing of the headline run it is set against
@@ -236,7 +237,8 @@ def test_the_like_for_like_runs_are_bn_on_gn_and_lns_network_on_the_headlines_fo
         assert pinned(r) and r["norm"] == "bn"
         same = lambda res: {k: v for k, v in report.model_config(res).items() if k != "groups"}
         assert same(r) == same(gn)  # GN's network, BN's norm (which has no groups)
-        assert {k: v for k, v in r["config"].items() if k != "lr"} == {k: v for k, v in gn["config"].items() if k != "lr"}
+        trained = lambda res: {k: v for k, v in records.run_settings(res).items() if k not in ("lr", "norm", "groups")}
+        assert trained(r) == trained(gn)  # all but the norm and its peak learning rate
         assert r["config"]["lr"] == 0.2 and (r["torch"], r["test_data_sha256"]) == (gn["torch"], gn["test_data_sha256"])
     assert [r["seed"] for r in runs] == list(range(len(runs)))
 
