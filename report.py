@@ -84,7 +84,7 @@ def gaps_text(folder=IMAGES, studies=STUDIES):
             f"{mean(recipe[1])} (by seed: {spans(*recipe)}).")
     verdicts = f"Both leads are {judged(recipe)}"
     if same[0] in c:
-        text += (f" Without BN's extra norms after c3 and c6, "
+        text += (f" With GN's and LN's exact layers (no extra norms after c3, c6), "
                  f"BN still leads GN by {mean(same[0])} and LN by {mean(same[1])} ({spans(*same)}" +
                  (f"; over {n(same[0])} seeds)." if n(same[0]) != n(recipe[0]) else ")."))
         verdicts = (f"All four leads are {judged(recipe)}" if judged(recipe) == judged(same) else

@@ -374,7 +374,7 @@ def test_the_gaps_and_the_like_for_like_study_are_paired_by_seed(tmp_path):
     images, studies = three_seeds(tmp_path / "b", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
                                   same=[82.2, 82.1, 82.5])
     gaps = report.gaps_text(images, studies)
-    assert ("Without BN's extra norms after c3 and c6, BN still leads GN by "
+    assert ("With GN's and LN's exact layers (no extra norms after c3, c6), BN still leads GN by "
             "1.77 and LN by 1.73 (1.50 to 2.20 and 1.60 to 1.90). All four leads are too large to be the luck of the "
             "seed ([how we judge](#findings-about-normalization)); the gap between GN and LN is not.") in gaps
     mixed = three_seeds(tmp_path / "c", bn=[83.0, 82.8, 83.1], gn=[80.0, 80.5, 81.0], ln=[80.5, 80.2, 80.9],
