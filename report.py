@@ -293,7 +293,7 @@ def plot_norm_sets(x, out_dir="images", groups=2):
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     titles = {"bn": "Batch Norm: per channel", "ln": "Layer Norm: per image",
               "gn": f"Group Norm: {groups} groups here (the model: 4)"}
-    for ax, norm in zip(axes, ("bn", "ln", "gn")):
+    for ax, norm in zip(axes, ("bn", "gn", "ln")):  # the README's order
         sets = norm_sets(n, c, norm, groups).repeat_interleave(h * w, dim=1)  # (N, C*H*W)
         ax.imshow(sets.numpy() % 10, cmap="tab10", vmin=0, vmax=9, alpha=0.55, aspect="auto")
         for (i, j), v in zip(torch.cartesian_prod(torch.arange(n), torch.arange(c * h * w)).tolist(),
