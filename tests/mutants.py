@@ -350,7 +350,7 @@ def run(k, scratch):
         rank = lambda t: own.index(Path(t).stem) if Path(t).stem in own else len(own)
         own_first = sorted(TESTS, key=rank)  # -x: stops sooner
         proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                               "-k", "not committed", *own_first],
+                               "-k", "not committed", *own_first],  # tests named *committed* read git's files
                               cwd=scratch, capture_output=True, text=True, timeout=900)
         return proc.returncode != 0, time.perf_counter() - t0
     finally:

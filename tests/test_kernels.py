@@ -134,8 +134,9 @@ def test_a_pin_on_another_thread_count_names_the_threads_as_a_cause():
     assert result(out)["pinned"] is False
 
 
-def test_a_fresh_python_that_prints_nothing_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, stdout="", stderr=""))
+@pytest.mark.parametrize("code", [0, 1])  # silent, whether it failed or not
+def test_a_fresh_python_that_prints_nothing_is_a_clear_error(monkeypatch, code):
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, code, stdout="", stderr=""))
     with pytest.raises(RuntimeError, match="could not compute the kernel fingerprint.*it printed nothing"):
         records._fresh_fingerprint(2)
 

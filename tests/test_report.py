@@ -269,7 +269,7 @@ def test_scale_table_puts_the_models_without_normalization_beside_the_headline(t
         tables.ablation_scale_table(studies)
 
 
-def test_seeds_table_spans_every_committed_seed(tmp_path):
+def test_seeds_table_spans_every_seed_folder(tmp_path):
     images, studies = tmp_path / "images", tmp_path / "experiments"
     for folder, seed, acc in ((images, 0, 81.5), (studies / "seed1", 1, 80.25), (studies / "seed2", 2, 82.0)):
         write_result(folder, "ln", acc, seed)

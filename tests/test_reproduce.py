@@ -156,7 +156,7 @@ def test_weights_that_differ_after_an_identical_history_are_caught(data, repo):
     assert said["identical"] is False and said["line"] == "departs from the published run in the weights after epoch 2"
 
 
-def test_uncommitted_weights_are_compared_by_their_sha256(data, repo, capsys):
+def test_weights_outside_the_last_commit_are_compared_by_their_sha256(data, repo, capsys):
     publish(repo, "experiments/seed1", data, weights=False)
     rewrite(repo / "images" / "results_gn.json", lambda r: r.update(seed=5), commit=True)  # seed 0 now lives in seed1
     ref = published(data, repo)
@@ -247,7 +247,7 @@ def test_other_data_say_so_before_the_settings(data, repo, capsys):
     (lambda r: r.update(reproduction={"identical": False, "line": "departs from the published run in the weights"}),
      "records that its training departed from its own published run"),
 ])
-def test_a_committed_run_that_is_no_reference_is_refused_in_one_line(data, repo, capsys, change, why):
+def test_a_published_run_that_is_no_reference_is_refused_in_one_line(data, repo, capsys, change, why):
     rewrite(repo / "images" / "results_gn.json", change, commit=True)
     assert published(data, repo) is None
     out = capsys.readouterr().out

@@ -210,12 +210,23 @@ def test_check_fails_on_weights_from_another_run(data, image_folder, tmp_path, c
     assert "ERROR: model_gn.pt in " in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("damage", ["truncated", "not a pickle"])
+def another_zip():
+    """A zip archive that is no torch checkpoint: torch.load raises its own RuntimeError on it."""
+    import io
+    import zipfile
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w") as z:
+        z.writestr("notes.txt", "not weights")
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a pickle", "another zip"])
 def test_check_goes_on_past_a_broken_file_and_checks_the_others(data, image_folder, tmp_path, capsys, damage):
     trained(data, tmp_path, "gn")
     trained(data, tmp_path, "ln")
     pt = tmp_path / "model_gn.pt"
-    pt.write_bytes(pt.read_bytes()[:500] if damage == "truncated" else b"\x80\x04not a checkpoint at all")
+    pt.write_bytes({"truncated": pt.read_bytes()[:500], "not a pickle": b"\x80\x04not a checkpoint at all",
+                    "another zip": another_zip()}[damage])
     assert report.check(image_folder, tmp_path) == 1
     out = capsys.readouterr().out
     gn = next(line for line in out.splitlines() if line.startswith("Group Norm"))
