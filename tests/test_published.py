@@ -278,7 +278,7 @@ def test_the_hand_written_numbers_outside_the_findings_quote_the_committed_files
         c.source for c in nbformat.read(ROOT / "S8_BN.ipynb", as_version=4).cells)
     quotes(bullet(text, "- **BN** (`nn.BatchNorm2d`)"), f"it scores {res['bn']['batch_stats_acc']['1']:.2f}%")
     c = report.comparisons(IMAGES, STUDIES)
-    assert round(statistics.mean([c["BN - GN, each with its recipe"]["mean"], c["BN - GN, the same network"]["mean"]])) == 2
+    assert all(round(c[f"BN - GN, {how}"]["mean"]) == 2 for how in ("each with its recipe", "the same network"))
     quotes(bullet(text, "- **GN**"), "about 2 points below BN")
     # the recipe: each norm's peak, and BN's extra norms on validation (one run each) and on test (paired seeds)
     sweep = [json.loads(l) for l in (STUDIES / "tuning" / "gpu_sweep2" / "sweep.jsonl").read_text().splitlines()]
