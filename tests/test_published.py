@@ -246,9 +246,7 @@ def test_the_like_for_like_runs_are_bn_on_gn_and_lns_network_on_the_headlines_fo
 def finding(title):
     """The README's findings bullet that starts with **title, on one line. The bullets are written by hand, so
     their tests hold the numbers and verdicts they quote, not their words."""
-    text = readme_text()
-    start = text.index(f"- **{title}")
-    return text[start:min(i for i in (text.find(" - **", start + 1), text.find(" ## ", start)) if i > 0)]
+    return bullet(readme_text(), f"- **{title}")
 
 
 def quotes(text, *said):
